@@ -1,0 +1,77 @@
+/** Builds the HTTP application from its dependencies; tests inject what they need. */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { Database } from "./db/client.ts";
+import type { EventStore } from "./db/event_store.ts";
+import { AppError } from "./errors.ts";
+import type { JobDeps } from "./jobs/service.ts";
+import type { RuntimeChecker } from "./models/runtime_checker.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { bearerAuth, limitBody, shutdownGate } from "./routes/middleware.ts";
+import { trainRoutes } from "./routes/train.ts";
+
+export interface AppDeps {
+  database: Database;
+  store: EventStore;
+  jobs: JobDeps;
+  runtimes: RuntimeChecker;
+  apiToken?: string;
+  maxConcurrent: number;
+  logTailLines: number;
+  lifecycle: { shuttingDown: boolean };
+  startedAt?: Date;
+}
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Paths the API serves, for 405 answers to other methods. */
+const ROUTES: [string, string[]][] = [
+  ["/train", ["POST"]],
+  ["/train/jobs", ["GET"]],
+  ["/train/models/available", ["GET"]],
+  ["/train/status/:job_id", ["GET"]],
+  ["/train/logs/:job_id", ["GET"]],
+  ["/train/job/:job_id/events", ["GET"]],
+  ["/train/job/cancel/:job_id", ["DELETE"]],
+  ["/train/job/:job_id", ["DELETE"]],
+  ["/train/:model_type", ["POST"]],
+  ["/health", ["GET"]],
+];
+
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono({ strict: false });
+  app.use(shutdownGate(deps.lifecycle));
+  app.use(bearerAuth(deps.apiToken, ["/health"]));
+  app.use(limitBody(MAX_BODY_BYTES));
+  app.route(
+    "/health",
+    healthRoutes({ ...deps, db: deps.database.db, startedAt: deps.startedAt ?? new Date() }),
+  );
+  app.route(
+    "/train",
+    trainRoutes({ db: deps.database.db, jobs: deps.jobs, logTailLines: deps.logTailLines }),
+  );
+  for (const [path, methods] of ROUTES) {
+    app.all(path, (c) => {
+      c.header("Allow", methods.join(", "));
+      return errorBody(
+        c,
+        405,
+        `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`,
+      );
+    });
+  }
+  app.notFound((c) => errorBody(c, 404, `no route ${c.req.method} ${c.req.path}`));
+  app.onError((err, c) => {
+    if (err instanceof AppError) return errorBody(c, err.status, err.message, err.details);
+    if (err instanceof HTTPException) return errorBody(c, err.status, err.message);
+    console.error(`${c.req.method} ${c.req.path} failed:`, err);
+    return errorBody(c, 500, "internal error; the server log has the details");
+  });
+  return app;
+}
+
+function errorBody(c: Context, status: number, message: string, details: unknown[] = []) {
+  return c.json({ status: "error", message, details }, status as 400);
+}

@@ -1,0 +1,58 @@
+/**
+ * Configuration: parsed once from the environment with zod into a frozen object. Every
+ * default lives here; README.md documents each variable.
+ */
+import { z } from "zod";
+
+const flag = z.enum(["0", "1", "true", "false", ""]).transform((v) => v === "1" || v === "true");
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const ConfigSchema = z.object({
+  PORT: int(0, 65535).default(8000),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  DATABASE_URL: z.string().regex(/^(file:|libsql:|https?:|wss?:)/, {
+    message: "must start with file:, libsql:, http(s): or ws(s):",
+  }).default("file:data/trainer.db"),
+  DATABASE_AUTH_TOKEN: z.string().optional(),
+  MODELS_DIR: z.string().min(1).default("data/models"),
+  MODEL_REGISTRY: z.string().min(1).optional(),
+  MAX_CONCURRENT_JOBS: int(1, 256).default(2),
+  CANCEL_GRACE_SECONDS: z.coerce.number().min(0).max(600).default(5),
+  JOB_TIMEOUT_SECONDS: int(1, 7 * 24 * 3600).default(3600),
+  API_TOKEN: z.string().min(1).optional(),
+  ALLOW_INSECURE: flag.default(false),
+  TRAIN_PYTHON: z.string().min(1).optional(),
+  LOG_TAIL_LINES: int(0, 100_000).default(200),
+});
+
+export type Config = Readonly<z.infer<typeof ConfigSchema>>;
+
+/** Thrown when the environment holds a bad value; the message names the variable. */
+export class ConfigError extends Error {}
+
+/** Parses configuration from an environment map; throws ConfigError naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const present = Object.fromEntries(
+    Object.keys(ConfigSchema.shape).map((k) => [k, env[k] === "" ? undefined : env[k]]),
+  );
+  const parsed = ConfigSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) =>
+      `${i.path.join(".")}=${JSON.stringify(present[String(i.path[0])])}: ${i.message}`
+    );
+    throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+  }
+  const config = parsed.data;
+  if (!isLoopback(config.HOST) && !config.API_TOKEN && !config.ALLOW_INSECURE) {
+    throw new ConfigError(
+      `HOST=${config.HOST} is not a loopback address: set API_TOKEN to require a bearer ` +
+        `token, or ALLOW_INSECURE=1 to serve without one`,
+    );
+  }
+  return Object.freeze(config);
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\./.test(host);
+}

@@ -1,0 +1,36 @@
+/** Opens the libSQL database (embedded file or remote server) and applies migrations. */
+import { type Client, createClient } from "@libsql/client";
+import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
+import { migrate } from "drizzle-orm/libsql/migrator";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as schema from "./schema.ts";
+
+export type Db = LibSQLDatabase<typeof schema>;
+
+export interface Database {
+  client: Client;
+  db: Db;
+  close(): void;
+}
+
+const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
+
+/** Opens `url`, creating a local file's folder, and brings the schema up to date. */
+export async function openDatabase(url: string, authToken?: string): Promise<Database> {
+  if (url.startsWith("file:")) {
+    const path = url.slice("file:".length);
+    if (path && path !== ":memory:") await Deno.mkdir(dirname(path), { recursive: true });
+  }
+  const client = createClient({ url, authToken });
+  if (url.startsWith("file:")) {
+    // WAL lets readers proceed during a commit; synchronous=FULL keeps every acknowledged
+    // commit durable across power loss (a 2xx means the events are on disk).
+    await client.execute("PRAGMA journal_mode = WAL");
+    await client.execute("PRAGMA synchronous = FULL");
+    await client.execute("PRAGMA busy_timeout = 5000");
+  }
+  const db = drizzle(client, { schema });
+  await migrate(db, { migrationsFolder: MIGRATIONS });
+  return { client, db, close: () => client.close() };
+}

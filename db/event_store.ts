@@ -1,0 +1,249 @@
+/**
+ * The event store: the single writer of the log and its projection.
+ *
+ * Every change runs as a unit of work on a serialized queue. Units waiting together are
+ * committed in one transaction (group commit): their events are inserted and the `jobs`
+ * rows they touch are upserted in the same batch, so the projection can never disagree with
+ * the log. A unit's promise resolves only after its transaction is durable. If a batch
+ * fails, its units are retried one by one so one bad unit cannot sink the others.
+ */
+import { eq, inArray, or, sql } from "drizzle-orm";
+import type { SQLiteInsertValue } from "drizzle-orm/sqlite-core";
+import { type Command, decide } from "../jobs/decide.ts";
+import { JobEvent, type StoredEvent } from "../jobs/events.ts";
+import { deriveParent, evolve, isTerminal, type JobState } from "../jobs/state.ts";
+import type { Clock } from "./clock.ts";
+import type { Database } from "./client.ts";
+import { type JobRow, rowToState, stateToRow } from "./rows.ts";
+import { events, jobs } from "./schema.ts";
+
+/** What a unit of work may do: read job states and decide commands against them. */
+export interface UnitOfWork {
+  get(jobId: string): Promise<JobState | undefined>;
+  /** Decides `command` against the job's current state and stages the resulting events. */
+  execute(jobId: string, command: Command): Promise<StoredEvent[]>;
+  findByIdempotencyKey(key: string): Promise<JobState | undefined>;
+}
+
+export type CommitListener = (events: StoredEvent[], states: ReadonlyMap<string, JobState>) => void;
+
+interface Pending {
+  fn: (uow: UnitOfWork) => Promise<unknown>;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+const MAX_UNITS_PER_BATCH = 512;
+const ROWS_PER_INSERT = 500;
+
+export class EventStore {
+  #queue: Pending[] = [];
+  #draining: Promise<void> | null = null;
+  #nextSeq = 1;
+  /** States of jobs that can still change (and of jobs whose process may be alive). */
+  #active = new Map<string, JobState>();
+  #listeners: CommitListener[] = [];
+
+  private constructor(readonly database: Database, readonly clock: Clock) {}
+
+  /** Opens the store: finds the log's end and loads every job that can still change. */
+  static async open(database: Database, clock: Clock): Promise<EventStore> {
+    const store = new EventStore(database, clock);
+    const [{ max }] = await database.db.select({ max: sql<number | null>`max(${events.seq})` })
+      .from(events);
+    store.#nextSeq = (max ?? 0) + 1;
+    const rows = await database.db.select().from(jobs).where(
+      or(
+        inArray(jobs.status, ["started", "running"]),
+        sql`json_extract(${jobs.process}, '$.alive') = 1`,
+      ),
+    );
+    for (const row of rows) store.#active.set(row.job_id, rowToState(row));
+    return store;
+  }
+
+  /** Runs `fn` as one unit of work; resolves with its result once its events are durable. */
+  run<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      // Draining on the next macrotask lets requests that arrive together share a commit.
+      this.#draining ??= new Promise<void>((done) => setTimeout(done, 0)).then(() => this.#drain());
+    });
+  }
+
+  /** Listens to every commit, after it is durable, in commit order. */
+  onCommit(listener: CommitListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Jobs that can still change, from memory. */
+  activeJobs(): JobState[] {
+    return [...this.#active.values()];
+  }
+
+  /** Reads one job's current state (committed). */
+  async load(jobId: string): Promise<JobState | undefined> {
+    const cached = this.#active.get(jobId);
+    if (cached) return cached;
+    const [row] = await this.database.db.select().from(jobs).where(eq(jobs.job_id, jobId));
+    return row ? rowToState(row) : undefined;
+  }
+
+  /** Waits until every queued unit has been committed or rejected. */
+  async flush(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length) {
+        const batch = this.#queue.splice(0, MAX_UNITS_PER_BATCH);
+        await this.#commit(batch, true);
+      }
+    } finally {
+      this.#draining = null;
+    }
+  }
+
+  async #commit(batch: Pending[], retryAlone: boolean): Promise<void> {
+    const firstSeq = this.#nextSeq;
+    const staged = new Map<string, JobState>();
+    const appended: StoredEvent[] = [];
+    const done: { p: Pending; value: unknown }[] = [];
+    for (const p of batch) {
+      const unit = new Unit(this, staged);
+      const unitSeq = this.#nextSeq;
+      try {
+        const value = await p.fn(unit);
+        for (const [id, s] of unit.states) staged.set(id, s);
+        appended.push(...unit.events);
+        done.push({ p, value });
+      } catch (error) {
+        this.#nextSeq = unitSeq;
+        p.reject(error);
+      }
+    }
+    if (appended.length === 0) {
+      for (const { p, value } of done) p.resolve(value);
+      return;
+    }
+    await this.#deriveParents(staged);
+    try {
+      await this.#write(appended, staged);
+    } catch (error) {
+      this.#nextSeq = firstSeq;
+      if (retryAlone && done.length > 1) {
+        for (const { p } of done) await this.#commit([p], false);
+      } else {
+        for (const { p } of done) p.reject(error);
+      }
+      return;
+    }
+    for (const [id, s] of staged) {
+      if (isTerminal(s.status) && !s.process?.alive) this.#active.delete(id);
+      else this.#active.set(id, s);
+    }
+    for (const { p, value } of done) p.resolve(value);
+    for (const listener of this.#listeners) listener(appended, staged);
+  }
+
+  /** Re-derives every parent whose own stream or whose children changed in this batch. */
+  async #deriveParents(staged: Map<string, JobState>): Promise<void> {
+    const parents = new Set<string>();
+    for (const s of staged.values()) {
+      if (s.parent_id) parents.add(s.parent_id);
+      if (s.children) parents.add(s.job_id);
+    }
+    for (const id of parents) {
+      const parent = staged.get(id) ?? await this.load(id);
+      if (!parent?.children) continue;
+      const children: JobState[] = [];
+      for (const c of parent.children) {
+        const child = staged.get(c) ?? await this.load(c);
+        if (child) children.push(child);
+      }
+      staged.set(id, deriveParent(parent, children));
+    }
+  }
+
+  async #write(appended: StoredEvent[], staged: Map<string, JobState>): Promise<void> {
+    const { db } = this.database;
+    const eventRows = appended.map((e) => ({
+      seq: e.seq,
+      job_id: e.job_id,
+      version: e.version,
+      type: e.event.type,
+      data: JSON.stringify(e.event.data),
+      at: e.at,
+    }));
+    const statements = [];
+    for (let i = 0; i < eventRows.length; i += ROWS_PER_INSERT) {
+      statements.push(db.insert(events).values(eventRows.slice(i, i + ROWS_PER_INSERT)));
+    }
+    for (const s of staged.values()) statements.push(upsertJob(this.database, stateToRow(s)));
+    const [first, ...rest] = statements;
+    await db.batch([first, ...rest]);
+  }
+
+  /** Allocates the next global sequence number (the writer is the only one). */
+  nextSeq(): number {
+    return this.#nextSeq++;
+  }
+}
+
+const UPDATE_ALL = Object.fromEntries(
+  Object.entries(jobs).filter(([, col]) =>
+    typeof col === "object" && col !== null &&
+    "name" in col
+  )
+    .map(([key, col]) => [key, sql.raw(`excluded."${(col as { name: string }).name}"`)]),
+);
+
+/** Inserts or replaces a job's projection row. */
+export function upsertJob(database: Database, row: JobRow) {
+  return database.db.insert(jobs).values(row as SQLiteInsertValue<typeof jobs>)
+    .onConflictDoUpdate({ target: jobs.job_id, set: UPDATE_ALL });
+}
+
+/** One unit's view: its own staged changes over the batch's, over the committed state. */
+class Unit implements UnitOfWork {
+  states = new Map<string, JobState>();
+  events: StoredEvent[] = [];
+
+  constructor(readonly store: EventStore, readonly batch: ReadonlyMap<string, JobState>) {}
+
+  async get(jobId: string): Promise<JobState | undefined> {
+    return this.states.get(jobId) ?? this.batch.get(jobId) ?? await this.store.load(jobId);
+  }
+
+  async execute(jobId: string, command: Command): Promise<StoredEvent[]> {
+    let state = await this.get(jobId);
+    const decided = decide(command, state, jobId);
+    const at = this.store.clock.now().toISOString();
+    const stored: StoredEvent[] = [];
+    for (const raw of decided) {
+      const event = JobEvent.parse(raw);
+      const e: StoredEvent = {
+        seq: this.store.nextSeq(),
+        job_id: jobId,
+        version: (state?.version ?? 0) + 1,
+        at,
+        event,
+      };
+      state = evolve(state, e);
+      stored.push(e);
+    }
+    if (state) this.states.set(jobId, state);
+    this.events.push(...stored);
+    return stored;
+  }
+
+  async findByIdempotencyKey(key: string): Promise<JobState | undefined> {
+    for (const s of [...this.states.values(), ...this.batch.values()]) {
+      if (s.idempotency_key === key) return s;
+    }
+    const [row] = await this.store.database.db.select().from(jobs)
+      .where(eq(jobs.idempotency_key, key));
+    return row ? rowToState(row) : undefined;
+  }
+}

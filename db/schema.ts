@@ -1,0 +1,56 @@
+/**
+ * Database schema (drizzle-kit generates the migrations in `migrations/` from this file).
+ * `events` is the append-only log; `jobs` is its projection, one row per job, equal to a
+ * replay of the log (see jobs/state.ts). Triggers in a custom migration make `events`
+ * append-only in the database itself.
+ */
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+export const events = sqliteTable("events", {
+  seq: integer("seq").primaryKey(),
+  job_id: text("job_id").notNull(),
+  version: integer("version").notNull(),
+  type: text("type").notNull(),
+  data: text("data").notNull(),
+  at: text("at").notNull(),
+}, (t) => [
+  uniqueIndex("events_stream").on(t.job_id, t.version),
+  index("events_job_type").on(t.job_id, t.type, t.seq),
+]);
+
+export const jobs = sqliteTable("jobs", {
+  job_id: text("job_id").primaryKey(),
+  version: integer("version").notNull(),
+  submitted_seq: integer("submitted_seq").notNull(),
+  parent_id: text("parent_id"),
+  children: text("children", { mode: "json" }).$type<string[] | null>(),
+  model_type: text("model_type").notNull(),
+  status: text("status").notNull(),
+  message: text("message").notNull(),
+  retrain: integer("retrain", { mode: "boolean" }).notNull(),
+  use_cv: integer("use_cv", { mode: "boolean" }).notNull(),
+  hyperparameters: text("hyperparameters", { mode: "json" }).notNull(),
+  timeout_seconds: integer("timeout_seconds").notNull(),
+  artifact_path: text("artifact_path"),
+  idempotency_key: text("idempotency_key"),
+  request_hash: text("request_hash"),
+  created_at: text("created_at").notNull(),
+  updated_at: text("updated_at").notNull(),
+  started_at: text("started_at"),
+  completed_at: text("completed_at"),
+  cancelled_at: text("cancelled_at"),
+  model_path: text("model_path"),
+  error: text("error"),
+  failure_reason: text("failure_reason"),
+  exit_code: integer("exit_code"),
+  progress: text("progress", { mode: "json" }),
+  metrics: text("metrics", { mode: "json" }).notNull(),
+  warnings: text("warnings", { mode: "json" }).notNull(),
+  log_lines: integer("log_lines").notNull(),
+  process: text("process", { mode: "json" }),
+}, (t) => [
+  index("jobs_status_seq").on(t.status, t.submitted_seq),
+  index("jobs_seq").on(t.submitted_seq),
+  index("jobs_parent").on(t.parent_id),
+  uniqueIndex("jobs_idempotency_key").on(t.idempotency_key),
+]);

@@ -1,0 +1,146 @@
+/**
+ * The job state machine's write side: `decide(command, state)` returns the events a command
+ * produces or throws a typed error. Pure: no I/O, no clock (times are stamped on append).
+ */
+import type { EventOf, FailureReason, JobEvent } from "./events.ts";
+import { isTerminal, type JobState } from "./state.ts";
+import { ConflictError, NotFoundError } from "../errors.ts";
+
+export type OutputEvent = EventOf<"log" | "progress" | "metrics" | "artifact" | "warning">;
+
+/** What a worker observed when a job's process ended. */
+export interface ExitReport {
+  exit_code: number | null;
+  signal: string | null;
+  /** The artifact the job produced, if the file exists. */
+  artifact: string | null;
+  stderr_tail: string;
+  /** A reason the script itself reported before exiting (protocol `error` message). */
+  script_failure: { reason: FailureReason; message: string } | null;
+  /** Why the worker stopped the process, if it did. */
+  stopped_for: "timeout" | "cancel" | "shutdown" | null;
+  stopped_with: "SIGTERM" | "SIGKILL" | null;
+  group_gone: boolean;
+  timeout_seconds?: number;
+}
+
+export type Command =
+  | { type: "submit"; data: EventOf<"submitted">["data"]; reuse: string | null }
+  | { type: "start"; data: EventOf<"started">["data"] }
+  | { type: "output"; events: OutputEvent[] }
+  | { type: "exit"; report: ExitReport }
+  | { type: "cancel"; reason: string }
+  | { type: "fail"; reason: FailureReason; error: string; evidence?: Record<string, unknown> };
+
+/** Decides one command against one job's state. */
+export function decide(command: Command, state: JobState | undefined, jobId: string): JobEvent[] {
+  if (command.type === "submit") {
+    if (state) throw new ConflictError(`job ${jobId} already exists`);
+    const submitted: JobEvent = { type: "submitted", data: command.data };
+    if (command.reuse === null) return [submitted];
+    return [submitted, {
+      type: "completed",
+      data: {
+        model_path: command.reuse,
+        exit_code: null,
+        reused: true,
+        message: `A trained ${command.data.model_type} model already exists; not retrained ` +
+          `(send "retrain": true to train a new one)`,
+      },
+    }];
+  }
+  if (!state) throw new NotFoundError(`no job with id ${jobId}`);
+  switch (command.type) {
+    case "start":
+      // A job cancelled while its process was being spawned still records the process, so
+      // the worker can stop it and the log keeps the evidence.
+      if (state.process) throw new ConflictError(`job ${jobId} was already started`);
+      if (state.status !== "started" && state.status !== "cancelled") {
+        throw new ConflictError(`job ${jobId} is ${state.status}, it cannot start`);
+      }
+      return [{ type: "started", data: command.data }];
+    case "output":
+      return state.process?.alive ? command.events : [];
+    case "exit":
+      return decideExit(command.report, state);
+    case "cancel":
+      if (isTerminal(state.status)) {
+        throw new ConflictError(
+          `job ${jobId} is already ${state.status}; only started or running jobs can be cancelled`,
+        );
+      }
+      return [{
+        type: "cancelled",
+        data: { reason: command.reason, was_running: state.status === "running" },
+      }];
+    case "fail":
+      if (isTerminal(state.status)) return [];
+      return [{
+        type: "failed",
+        data: {
+          failure_reason: command.reason,
+          error: command.error,
+          exit_code: null,
+          signal: null,
+          evidence: command.evidence ?? null,
+        },
+      }];
+    default: {
+      const never: never = command;
+      throw new Error(`unhandled command ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+function decideExit(r: ExitReport, state: JobState): JobEvent[] {
+  const processEnded: JobEvent = {
+    type: "process_exited",
+    data: {
+      exit_code: r.exit_code,
+      signal: r.signal,
+      stopped_with: r.stopped_with,
+      group_gone: r.group_gone,
+    },
+  };
+  if (state.status !== "running") return state.process?.alive ? [processEnded] : [];
+  const failed = (reason: FailureReason, error: string): JobEvent[] => [{
+    type: "failed",
+    data: {
+      failure_reason: reason,
+      error,
+      exit_code: r.exit_code,
+      signal: r.signal,
+      evidence: r.stopped_for
+        ? { stopped_for: r.stopped_for, stopped_with: r.stopped_with, group_gone: r.group_gone }
+        : null,
+    },
+  }, processEnded];
+  const tail = r.stderr_tail ? `\n${r.stderr_tail}` : "";
+  if (r.stopped_for === "timeout") {
+    return failed("timeout", `time limit of ${r.timeout_seconds ?? "?"} s exceeded${tail}`);
+  }
+  if (r.stopped_for === "shutdown") {
+    return failed("interrupted", "the server shut down while the job was running");
+  }
+  if (r.exit_code === 0 && r.artifact) {
+    return [{
+      type: "completed",
+      data: {
+        model_path: r.artifact,
+        exit_code: 0,
+        reused: false,
+        message: "Training completed successfully",
+      },
+    }, processEnded];
+  }
+  if (r.exit_code === 0) {
+    return failed("artifact_missing", `the script exited 0 but wrote no model file${tail}`);
+  }
+  if (r.script_failure) {
+    return failed(r.script_failure.reason, `${r.script_failure.message}${tail}`);
+  }
+  if (r.exit_code === null) {
+    return failed("killed", `the process was killed by ${r.signal ?? "a signal"}${tail}`);
+  }
+  return failed("exit_nonzero", `the script exited with code ${r.exit_code}${tail}`);
+}

@@ -1,0 +1,146 @@
+/**
+ * Job events: the only source of truth. Defined once with zod; the TypeScript types are
+ * inferred, and every event is parsed on append and when read back.
+ */
+import { z } from "zod";
+
+export const JOB_STATUSES = ["started", "running", "completed", "failed", "cancelled"] as const;
+export const JobStatus = z.enum(JOB_STATUSES);
+export type JobStatus = z.infer<typeof JobStatus>;
+
+/** Machine-readable reasons a job failed. */
+export const FAILURE_REASONS = [
+  "exit_nonzero",
+  "artifact_missing",
+  "timeout",
+  "interrupted",
+  "killed",
+  "runtime_missing",
+  "spawn_failed",
+  "child_failed",
+  "dataset_not_found",
+  "dataset_invalid",
+  "invalid_hyperparameters",
+  "runtime_error",
+] as const;
+export const FailureReason = z.enum(FAILURE_REASONS);
+export type FailureReason = z.infer<typeof FailureReason>;
+
+const Json = z.record(z.string(), z.unknown());
+
+export const Submitted = z.object({
+  type: z.literal("submitted"),
+  data: z.object({
+    model_type: z.string(),
+    parent_id: z.string().nullable(),
+    children: z.array(z.string()).nullable(),
+    retrain: z.boolean(),
+    use_cv: z.boolean(),
+    hyperparameters: Json,
+    timeout_seconds: z.number().positive(),
+    artifact_path: z.string().nullable(),
+    idempotency_key: z.string().nullable(),
+    request_hash: z.string().nullable(),
+  }),
+});
+
+export const Started = z.object({
+  type: z.literal("started"),
+  data: z.object({
+    pid: z.number().int(),
+    pgid: z.number().int(),
+    start_ticks: z.number().int().nullable(),
+    worker_id: z.string(),
+    command: z.array(z.string()),
+  }),
+});
+
+export const Progress = z.object({
+  type: z.literal("progress"),
+  data: z.object({
+    step: z.number().nullable(),
+    total: z.number().nullable(),
+    message: z.string().nullable(),
+    metrics: Json.nullable(),
+  }),
+});
+
+export const Log = z.object({
+  type: z.literal("log"),
+  data: z.object({ stream: z.enum(["stdout", "stderr"]), lines: z.array(z.string()) }),
+});
+
+export const Metrics = z.object({ type: z.literal("metrics"), data: z.object({ metrics: Json }) });
+
+export const Artifact = z.object({
+  type: z.literal("artifact"),
+  data: z.object({ path: z.string() }),
+});
+
+export const Warning = z.object({
+  type: z.literal("warning"),
+  data: z.object({ message: z.string() }),
+});
+
+export const Completed = z.object({
+  type: z.literal("completed"),
+  data: z.object({
+    model_path: z.string().nullable(),
+    exit_code: z.number().int().nullable(),
+    reused: z.boolean(),
+    message: z.string(),
+  }),
+});
+
+export const Failed = z.object({
+  type: z.literal("failed"),
+  data: z.object({
+    failure_reason: FailureReason,
+    error: z.string(),
+    exit_code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    evidence: Json.nullable(),
+  }),
+});
+
+export const Cancelled = z.object({
+  type: z.literal("cancelled"),
+  data: z.object({ reason: z.string(), was_running: z.boolean() }),
+});
+
+/** The process of a job that was already cancelled or failed has ended; records how. */
+export const ProcessExited = z.object({
+  type: z.literal("process_exited"),
+  data: z.object({
+    exit_code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    stopped_with: z.enum(["SIGTERM", "SIGKILL"]).nullable(),
+    group_gone: z.boolean(),
+  }),
+});
+
+export const JobEvent = z.discriminatedUnion("type", [
+  Submitted,
+  Started,
+  Progress,
+  Log,
+  Metrics,
+  Artifact,
+  Warning,
+  Completed,
+  Failed,
+  Cancelled,
+  ProcessExited,
+]);
+export type JobEvent = z.infer<typeof JobEvent>;
+export type JobEventType = JobEvent["type"];
+export type EventOf<T extends JobEventType> = Extract<JobEvent, { type: T }>;
+
+/** An event as stored: its place in the global log and in its job's stream. */
+export interface StoredEvent<E extends JobEvent = JobEvent> {
+  seq: number;
+  job_id: string;
+  version: number;
+  at: string;
+  event: E;
+}

@@ -1,0 +1,98 @@
+/** Linux process-group helpers: signal a group, tell whether it lives, find strays by env. */
+import process from "node:process";
+
+export type StopSignal = "SIGTERM" | "SIGKILL";
+
+/** True while any process of the group exists. */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
+/** Signals the whole group; false when it was already gone. */
+export function signalGroup(pgid: number, signal: StopSignal): boolean {
+  try {
+    Deno.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The kernel's start time of a process (clock ticks since boot), or null when it does not
+ * exist. Recorded at spawn so that a later check is not fooled by a reused pid.
+ */
+export function readStartTicks(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[19]);
+  } catch {
+    return null;
+  }
+}
+
+/** True when `pid` is alive and is the very process that started at `startTicks`. */
+export function isSameProcess(pid: number, startTicks: number | null): boolean {
+  const now = readStartTicks(pid);
+  return now !== null && (startTicks === null || now === startTicks);
+}
+
+/** Waits until the group is gone or `ms` pass; true when gone. */
+export async function waitGroupGone(pgid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (groupAlive(pgid)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+/**
+ * Stops a group: SIGTERM, then SIGKILL if it is still there after `graceMs`.
+ * `exited` resolves when the group leader has exited (and been reaped).
+ */
+export async function stopGroup(
+  pgid: number,
+  graceMs: number,
+  exited?: Promise<unknown>,
+): Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> {
+  if (!signalGroup(pgid, "SIGTERM")) return { stopped_with: null, group_gone: true };
+  if (exited) {
+    await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
+  }
+  if (await waitGroupGone(pgid, exited ? 50 : graceMs)) {
+    return { stopped_with: "SIGTERM", group_gone: true };
+  }
+  signalGroup(pgid, "SIGKILL");
+  return { stopped_with: "SIGKILL", group_gone: await waitGroupGone(pgid, 1000) };
+}
+
+/** Processes whose environment carries `TRAIN_JOB_ID` of one of `jobIds`: pid -> job id. */
+export function findJobProcesses(jobIds: ReadonlySet<string>): Map<number, string> {
+  const found = new Map<number, string>();
+  if (jobIds.size === 0) return found;
+  let entries: Iterable<Deno.DirEntry>;
+  try {
+    entries = Deno.readDirSync("/proc");
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    let environ: string;
+    try {
+      environ = Deno.readTextFileSync(`/proc/${entry.name}/environ`);
+    } catch {
+      continue;
+    }
+    const match = /(?:^|\0)TRAIN_JOB_ID=([^\0]*)/.exec(environ);
+    if (match && jobIds.has(match[1])) found.set(Number(entry.name), match[1]);
+  }
+  return found;
+}

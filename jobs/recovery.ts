@@ -1,0 +1,85 @@
+/**
+ * Start-up recovery. A server that died (even by SIGKILL) leaves jobs marked running and
+ * perhaps their processes alive, reparented to init. Before taking work, every such job is
+ * resolved: its processes are found (recorded group, checked against the recorded start
+ * time so a reused pid is never hit; plus any process whose environment names the job) and
+ * killed, and the job is failed as `interrupted` with that evidence.
+ */
+import type { EventStore } from "../db/event_store.ts";
+import { removeArtifacts } from "../models/artifacts.ts";
+import {
+  findJobProcesses,
+  groupAlive,
+  isSameProcess,
+  signalGroup,
+  waitGroupGone,
+} from "./process.ts";
+
+export interface RecoveryResult {
+  interrupted: string[];
+  killed: number[];
+}
+
+/** Resolves what an earlier server left behind. Call before the supervisor starts. */
+export async function recover(store: EventStore): Promise<RecoveryResult> {
+  const active = store.activeJobs();
+  const strays = findJobProcesses(new Set(active.map((j) => j.job_id)));
+  const result: RecoveryResult = { interrupted: [], killed: [] };
+  for (const job of active) {
+    const p = job.process;
+    const mine = [...strays].filter(([, id]) => id === job.job_id).map(([pid]) => pid);
+    if (!p?.alive && mine.length === 0) continue;
+    const leaderAlive = p ? isSameProcess(p.pid, p.start_ticks) : false;
+    // The recorded group is ours only while its leader is, or while members carry our job id.
+    const groupOurs = p !== null && groupAlive(p.pgid) && (leaderAlive || mine.length > 0);
+    if (groupOurs) signalGroup(p!.pgid, "SIGKILL");
+    for (const pid of mine) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    const groupGone = p ? (groupOurs ? await waitGroupGone(p.pgid, 2000) : true) : true;
+    result.killed.push(...mine);
+    const evidence = {
+      previous_worker: p?.worker_id ?? null,
+      pid: p?.pid ?? null,
+      pgid: p?.pgid ?? null,
+      leader_alive: leaderAlive,
+      stray_pids: mine,
+      signal: groupOurs || mine.length ? "SIGKILL" : null,
+      group_gone: groupGone,
+    };
+    if (job.artifact_path) await removeArtifacts(job.artifact_path);
+    await store.run(async (uow) => {
+      if (job.status === "running" || (job.status === "started" && p)) {
+        result.interrupted.push(job.job_id);
+        await uow.execute(job.job_id, {
+          type: "fail",
+          reason: "interrupted",
+          error: `the server stopped while the job was running (previous worker ${
+            evidence.previous_worker ?? "unknown"
+          }); ${
+            leaderAlive ? "its process was still alive and was killed" : "its process was gone"
+          }`,
+          evidence,
+        });
+      }
+      await uow.execute(job.job_id, {
+        type: "exit",
+        report: {
+          exit_code: null,
+          signal: evidence.signal,
+          artifact: null,
+          stderr_tail: "",
+          script_failure: null,
+          stopped_for: "shutdown",
+          stopped_with: evidence.signal as "SIGKILL" | null,
+          group_gone: groupGone,
+        },
+      });
+    });
+  }
+  return result;
+}

@@ -1,0 +1,156 @@
+/**
+ * Job use cases: submit and cancel. Checks that need I/O (registry, existing model files)
+ * run here, before the unit of work; every decision on job state runs inside it.
+ */
+import { createHash } from "node:crypto";
+import type { Clock, IdGenerator } from "../db/clock.ts";
+import type { EventStore } from "../db/event_store.ts";
+import { ConflictError } from "../errors.ts";
+import { artifactPathFor, newestModel } from "../models/artifacts.ts";
+import {
+  type ModelType,
+  type Registry,
+  requireType,
+  splitHyperparameters,
+} from "../models/registry.ts";
+import { isTerminal, type JobState } from "./state.ts";
+
+export interface JobDeps {
+  store: EventStore;
+  registry: Registry;
+  clock: Clock;
+  newId: IdGenerator;
+  modelsDir: string;
+  defaultTimeoutSeconds: number;
+}
+
+export interface SubmitRequest {
+  model_type: string;
+  retrain: boolean;
+  use_cv: boolean;
+  hyperparameters: Record<string, unknown> | null;
+  timeout_seconds?: number;
+}
+
+export interface Submission {
+  job: JobState;
+  children: JobState[];
+  /** True when an Idempotency-Key matched an earlier submission. */
+  replayed: boolean;
+}
+
+/** Submits a job (a parent with one child per type for "all"); resolves once durable. */
+export async function submitJob(
+  deps: JobDeps,
+  req: SubmitRequest,
+  opts: { idempotencyKey?: string; typeStatus: 404 | 422 },
+): Promise<Submission> {
+  const all = req.model_type === "all";
+  const types: ModelType[] = all
+    ? [...deps.registry.values()]
+    : [requireType(deps.registry, req.model_type, opts.typeStatus)];
+  const shares = splitHyperparameters(types, req.hyperparameters ?? {});
+  const timeout = req.timeout_seconds ?? deps.defaultTimeoutSeconds;
+  const key = opts.idempotencyKey ?? null;
+  const hash = key ? requestHash(req, timeout) : null;
+  const reuse = new Map<string, string | null>();
+  for (const t of types) {
+    reuse.set(t.name, req.retrain ? null : await newestModel(deps.modelsDir, t.name));
+  }
+  const now = deps.clock.now();
+  const parentId = deps.newId();
+  const plan = types.map((t) => ({ type: t, id: all ? deps.newId() : parentId }));
+
+  const submission = await deps.store.run(async (uow): Promise<Submission> => {
+    if (key) {
+      const earlier = await uow.findByIdempotencyKey(key);
+      if (earlier && earlier.request_hash !== hash) {
+        throw new ConflictError(
+          `Idempotency-Key "${key}" was already used with a different request body`,
+          [{ job_id: earlier.job_id }],
+        );
+      }
+      if (earlier) {
+        const children = await Promise.all((earlier.children ?? []).map((c) => uow.get(c)));
+        return { job: earlier, children: children.filter((c) => !!c), replayed: true };
+      }
+    }
+    const base = {
+      retrain: req.retrain,
+      use_cv: req.use_cv,
+      timeout_seconds: timeout,
+      idempotency_key: null,
+      request_hash: null,
+    };
+    if (all) {
+      await uow.execute(parentId, {
+        type: "submit",
+        reuse: null,
+        data: {
+          ...base,
+          model_type: "all",
+          parent_id: null,
+          children: plan.map((p) => p.id),
+          hyperparameters: req.hyperparameters ?? {},
+          artifact_path: null,
+          idempotency_key: key,
+          request_hash: hash,
+        },
+      });
+    }
+    const children: JobState[] = [];
+    for (const { type, id } of plan) {
+      await uow.execute(id, {
+        type: "submit",
+        reuse: reuse.get(type.name) ?? null,
+        data: {
+          ...base,
+          model_type: type.name,
+          parent_id: all ? parentId : null,
+          children: null,
+          hyperparameters: shares.get(type.name) ?? {},
+          artifact_path: artifactPathFor(deps.modelsDir, type.name, id, type.extension, now),
+          idempotency_key: all ? null : key,
+          request_hash: all ? null : hash,
+        },
+      });
+      children.push((await uow.get(id))!);
+    }
+    const job = all ? (await uow.get(parentId))! : children[0];
+    return { job, children: all ? children : [], replayed: false };
+  });
+  // A parent's status is derived from its children at commit; read it back once durable.
+  if (!all || submission.replayed) return submission;
+  return { ...submission, job: (await deps.store.load(parentId)) ?? submission.job };
+}
+
+/** Cancels a job and, for a parent, every child that has not finished. */
+export async function cancelJob(deps: JobDeps, jobId: string, reason: string): Promise<JobState> {
+  return await deps.store.run(async (uow) => {
+    await uow.execute(jobId, { type: "cancel", reason });
+    const job = (await uow.get(jobId))!;
+    for (const childId of job.children ?? []) {
+      const child = await uow.get(childId);
+      if (child && !isTerminal(child.status)) {
+        await uow.execute(childId, { type: "cancel", reason: "its parent job was cancelled" });
+      }
+    }
+    return (await uow.get(jobId))!;
+  });
+}
+
+/** A stable digest of what a submission asks for, to match Idempotency-Key reuse. */
+function requestHash(req: SubmitRequest, timeout: number): string {
+  const canonical = canonicalJson({ ...req, hyperparameters: req.hyperparameters ?? {}, timeout });
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}

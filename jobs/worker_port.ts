@@ -1,0 +1,85 @@
+/**
+ * The narrow contract between the job log and whatever runs jobs. The local supervisor uses
+ * the in-process implementation below; a remote worker can implement the same calls over
+ * HTTP (claim with a lease, report events back) without the supervisor changing.
+ */
+import type { EventStore } from "../db/event_store.ts";
+import type { ExitReport, OutputEvent } from "./decide.ts";
+import type { EventOf, FailureReason } from "./events.ts";
+import type { JobState } from "./state.ts";
+
+export type StartInfo = EventOf<"started">["data"];
+
+export interface WorkerPort {
+  /** The next waiting job, in submission order, now owned by the caller; null when none. */
+  claim(): Promise<JobState | null>;
+  /** Records the started process; `cancelled` tells the worker to stop it at once. */
+  started(jobId: string, info: StartInfo): Promise<{ cancelled: boolean }>;
+  output(jobId: string, events: OutputEvent[]): Promise<void>;
+  exited(jobId: string, report: ExitReport): Promise<void>;
+  fail(jobId: string, reason: FailureReason, error: string): Promise<void>;
+  /** Calls back when work is queued and when a job is cancelled. */
+  watch(listener: { queued(): void; cancelled(jobId: string): void }): void;
+  /** Jobs waiting to run. */
+  queueDepth(): number;
+}
+
+/** The in-process port over the event store. */
+export class LocalPort implements WorkerPort {
+  #queue: string[];
+
+  constructor(readonly store: EventStore) {
+    this.#queue = store.activeJobs().filter(isRunnable)
+      .sort((a, b) => a.submitted_seq - b.submitted_seq).map((j) => j.job_id);
+  }
+
+  async claim(): Promise<JobState | null> {
+    while (this.#queue.length) {
+      const job = await this.store.load(this.#queue.shift()!);
+      if (job && isRunnable(job)) return job;
+    }
+    return null;
+  }
+
+  async started(jobId: string, info: StartInfo): Promise<{ cancelled: boolean }> {
+    return await this.store.run(async (uow) => {
+      await uow.execute(jobId, { type: "start", data: info });
+      return { cancelled: (await uow.get(jobId))?.status === "cancelled" };
+    });
+  }
+
+  async output(jobId: string, events: OutputEvent[]): Promise<void> {
+    await this.store.run((uow) => uow.execute(jobId, { type: "output", events }));
+  }
+
+  async exited(jobId: string, report: ExitReport): Promise<void> {
+    await this.store.run((uow) => uow.execute(jobId, { type: "exit", report }));
+  }
+
+  async fail(jobId: string, reason: FailureReason, error: string): Promise<void> {
+    await this.store.run((uow) => uow.execute(jobId, { type: "fail", reason, error }));
+  }
+
+  watch(listener: { queued(): void; cancelled(jobId: string): void }): void {
+    this.store.onCommit((events, states) => {
+      let queued = false;
+      for (const e of events) {
+        const state = states.get(e.job_id);
+        if (e.event.type === "submitted" && state && isRunnable(state)) {
+          this.#queue.push(e.job_id);
+          queued = true;
+        }
+        if (e.event.type === "cancelled") listener.cancelled(e.job_id);
+      }
+      if (queued) listener.queued();
+    });
+  }
+
+  queueDepth(): number {
+    return this.#queue.length;
+  }
+}
+
+function isRunnable(job: JobState): boolean {
+  return job.status === "started" && job.process === null && job.children === null;
+}

@@ -1,0 +1,111 @@
+/** Wiring only: configuration, database, recovery, supervisor, HTTP server, signals. */
+import { resolve } from "node:path";
+import { createApp } from "./app.ts";
+import { ConfigError, loadConfig } from "./config.ts";
+import { randomId, systemClock } from "./db/clock.ts";
+import { openDatabase } from "./db/client.ts";
+import { EventStore } from "./db/event_store.ts";
+import { recover } from "./jobs/recovery.ts";
+import { Supervisor } from "./jobs/supervisor.ts";
+import { LocalPort } from "./jobs/worker_port.ts";
+import { loadRegistry } from "./models/registry.ts";
+import { RuntimeChecker } from "./models/runtime_checker.ts";
+
+const startedAt = new Date();
+const log = (message: string) => console.log(`[trainer] ${message}`);
+
+function fail(message: string): never {
+  console.error(`[trainer] ${message}`);
+  Deno.exit(2);
+}
+
+const config = (() => {
+  try {
+    return loadConfig(Deno.env.toObject());
+  } catch (e) {
+    fail(e instanceof ConfigError ? e.message : String(e));
+  }
+})();
+const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(e.message));
+const modelsDir = resolve(config.MODELS_DIR);
+const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
+  .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${e.message}`));
+const store = await EventStore.open(database, systemClock);
+const recovered = await recover(store);
+if (recovered.interrupted.length || recovered.killed.length) {
+  log(
+    `recovered: ${recovered.interrupted.length} interrupted job(s), killed pids ${
+      recovered.killed.join(", ") || "none"
+    }`,
+  );
+}
+
+const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
+void runtimes.refresh().then((found) => {
+  for (const [type, r] of found) {
+    log(
+      r.runnable
+        ? `model type ${type}: runnable with ${r.program}`
+        : `model type ${type}: NOT runnable: ${r.hint}`,
+    );
+  }
+});
+
+const workerId = `local-${Deno.hostname()}-${Deno.pid}`;
+const supervisor = new Supervisor(new LocalPort(store), {
+  registry,
+  runtime: (type) => runtimes.get(type),
+  modelsDir,
+  maxConcurrent: config.MAX_CONCURRENT_JOBS,
+  graceSeconds: config.CANCEL_GRACE_SECONDS,
+  workerId,
+  log,
+});
+
+const lifecycle = { shuttingDown: false };
+const app = createApp({
+  database,
+  store,
+  jobs: {
+    store,
+    registry,
+    clock: systemClock,
+    newId: randomId,
+    modelsDir,
+    defaultTimeoutSeconds: config.JOB_TIMEOUT_SECONDS,
+  },
+  runtimes,
+  apiToken: config.API_TOKEN,
+  maxConcurrent: config.MAX_CONCURRENT_JOBS,
+  logTailLines: config.LOG_TAIL_LINES,
+  lifecycle,
+  startedAt,
+});
+
+const server = Deno.serve({
+  hostname: config.HOST,
+  port: config.PORT,
+  onListen: ({ hostname, port }) =>
+    log(
+      `listening on http://${hostname}:${port} (database ${config.DATABASE_URL}, models ${modelsDir})`,
+    ),
+}, app.fetch);
+supervisor.start();
+
+let signals = 0;
+async function shutdown(signal: string): Promise<void> {
+  if (++signals > 1) {
+    log(`${signal} again: exiting now`);
+    Deno.exit(130);
+  }
+  log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
+  lifecycle.shuttingDown = true;
+  await supervisor.shutdown();
+  await store.flush();
+  await server.shutdown();
+  database.close();
+  log("stopped");
+  Deno.exit(0);
+}
+Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
+Deno.addSignalListener("SIGINT", () => void shutdown("SIGINT"));

@@ -1,0 +1,108 @@
+/** Model files in the models directory: naming new ones, listing and finding existing ones. */
+import { join, relative, resolve, sep } from "node:path";
+
+const MODEL_FILE = /^(?<type>[a-z0-9][a-z0-9._-]*?)_model_(?<date>\d{4}-\d{2}-\d{2})/;
+/** Files beside models that are not models: metadata and unfinished writes. */
+const NOT_A_MODEL = /(\.meta\.json|\.tmp(-\d+)?)$/;
+
+export interface ModelFile {
+  name: string;
+  path: string;
+  type: string;
+  size: number;
+  modified: string;
+  job_id: string | null;
+  metadata: Record<string, unknown> | null;
+}
+
+/**
+ * A new, unique model file path: `{type}_model_{YYYY-MM-DD}_{HHMMSS}_{job id prefix}{ext}`.
+ * The job id prefix makes it unique per job; the name never collides with an older file.
+ */
+export function artifactPathFor(
+  modelsDir: string,
+  type: string,
+  jobId: string,
+  extension: string,
+  now: Date,
+): string {
+  const iso = now.toISOString();
+  const stamp = `${iso.slice(0, 10)}_${iso.slice(11, 19).replaceAll(":", "")}`;
+  return join(resolve(modelsDir), `${type}_model_${stamp}_${jobId.slice(0, 8)}${extension}`);
+}
+
+/** The metadata file a training script writes beside a model. */
+export function metadataPathFor(modelPath: string): string {
+  return modelPath.replace(/\.[^./]+$/, "") + ".meta.json";
+}
+
+/** True when `path` lies inside `dir` (after resolving `..`). */
+export function isInside(dir: string, path: string): boolean {
+  const rel = relative(resolve(dir), resolve(dir, path));
+  return rel !== "" && !rel.startsWith("..") && !rel.startsWith(sep) && !rel.includes(`..${sep}`);
+}
+
+/** Lists the model files in `modelsDir`, newest first; metadata is read when present. */
+export async function listModels(modelsDir: string): Promise<ModelFile[]> {
+  const dir = resolve(modelsDir);
+  const files: ModelFile[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const match = MODEL_FILE.exec(entry.name);
+      if (!entry.isFile || !match || NOT_A_MODEL.test(entry.name)) continue;
+      const full = join(dir, entry.name);
+      const info = await Deno.stat(full).catch(() => null);
+      if (!info) continue;
+      const metadata = await readMetadata(full);
+      files.push({
+        name: entry.name,
+        path: displayPath(full),
+        type: match.groups!.type,
+        size: info.size,
+        modified: (info.mtime ?? new Date(0)).toISOString().slice(0, 19),
+        job_id: typeof metadata?.job_id === "string" ? metadata.job_id : null,
+        metadata,
+      });
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return files.sort((a, b) => b.modified.localeCompare(a.modified) || b.name.localeCompare(a.name));
+}
+
+/** The newest model file of a type, or null. */
+export async function newestModel(modelsDir: string, type: string): Promise<string | null> {
+  const found = (await listModels(modelsDir)).find((m) => m.type === type);
+  return found ? resolve(found.path) : null;
+}
+
+async function readMetadata(modelPath: string): Promise<Record<string, unknown> | null> {
+  try {
+    const parsed = JSON.parse(await Deno.readTextFile(metadataPathFor(modelPath)));
+    return parsed && typeof parsed === "object" ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Paths are shown relative to the working directory when inside it, as the contract does. */
+function displayPath(full: string): string {
+  const rel = relative(Deno.cwd(), full);
+  return rel.startsWith("..") ? full : rel;
+}
+
+/** Removes a job's model file, metadata and unfinished writes (after a cancel or failure). */
+export async function removeArtifacts(artifactPath: string): Promise<string[]> {
+  const dir = resolve(artifactPath, "..");
+  const base = artifactPath.slice(dir.length + 1).replace(/\.[^.]+$/, "");
+  const removed: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.name.startsWith(base)) continue;
+      await Deno.remove(join(dir, entry.name)).then(() => removed.push(entry.name), () => {});
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return removed;
+}

@@ -1,0 +1,47 @@
+/** Request parsing: JSON bodies, zod checks, path parameters. Bad input becomes a typed error. */
+import type { Context } from "hono";
+import { z } from "zod";
+import { AppError, BadRequestError, NotFoundError, ValidationError } from "../errors.ts";
+
+export const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A job id from the path; anything that is not a UUID cannot name a job. */
+export function jobIdParam(c: Context): string {
+  const id = c.req.param("job_id") ?? "";
+  if (!JOB_ID.test(id)) {
+    throw new NotFoundError(`no job with id "${id.slice(0, 100)}" (job ids are UUIDs)`);
+  }
+  return id.toLowerCase();
+}
+
+/** The JSON body, or undefined when there is none and `required` is false. */
+export async function readJson(c: Context, required: boolean): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === "") {
+    if (required) throw new BadRequestError("request body is empty; send a JSON object");
+    return undefined;
+  }
+  const type = c.req.header("content-type") ?? "";
+  if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
+    throw new AppError(415, `Content-Type must be application/json, not "${type.slice(0, 100)}"`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new BadRequestError(`malformed JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Parses `value` with `schema` or throws 422 listing each problem. */
+export function check<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const details = parsed.error.issues.map((i) => ({
+    field: i.path.join(".") || what,
+    message: i.message,
+  }));
+  throw new ValidationError(
+    `invalid ${what}: ${details.map((d) => `${d.field}: ${d.message}`).join("; ")}`,
+    details,
+  );
+}

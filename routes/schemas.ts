@@ -1,0 +1,36 @@
+/** Request schemas of the Train API (the contract's TrainingRequest, plus additive fields). */
+import { z } from "zod";
+import { JobStatus } from "../jobs/events.ts";
+
+const options = {
+  retrain: z.boolean().default(false),
+  use_cv: z.boolean().default(true),
+  hyperparameters: z.record(z.string(), z.unknown()).nullable().default(null),
+  timeout_seconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+};
+
+export const TrainingRequest = z.strictObject({
+  model_type: z.string().min(1).max(64),
+  ...options,
+});
+
+/** The optional body of `POST /train/{model_type}`. */
+export const TrainingOptions = z.strictObject(options);
+
+export const ListQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  offset: z.coerce.number().int().min(0).max(10_000_000).default(0),
+  status: JobStatus.optional(),
+  model_type: z.string().max(64).optional(),
+  parent_id: z.string().max(64).optional(),
+});
+
+export const PageQuery = z.strictObject({
+  after: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  type: z.string().max(200).optional(),
+});
+
+export const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, {
+  message: "must be 1-200 printable ASCII characters without spaces",
+});

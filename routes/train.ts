@@ -1,0 +1,160 @@
+/** The Train API routes. Thin: parse, call one use case or query, shape the response. */
+import { Hono } from "hono";
+import { resolve } from "node:path";
+import { getJob, getJobs, jobEvents, listJobs, logTail } from "../db/queries.ts";
+import type { Db } from "../db/client.ts";
+import { NotFoundError } from "../errors.ts";
+import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
+import type { JobState } from "../jobs/state.ts";
+import { listModels } from "../models/artifacts.ts";
+import { check, jobIdParam, readJson } from "./input.ts";
+import {
+  IdempotencyKey,
+  ListQuery,
+  PageQuery,
+  TrainingOptions,
+  TrainingRequest,
+} from "./schemas.ts";
+import { listItem, statusView } from "./views.ts";
+
+export interface TrainDeps {
+  db: Db;
+  jobs: JobDeps;
+  logTailLines: number;
+}
+
+/** Builds the `/train` routes. */
+export function trainRoutes(deps: TrainDeps): Hono {
+  const app = new Hono();
+
+  app.post("/", async (c) => {
+    const body = check(TrainingRequest, await readJson(c, true), "request body");
+    const key = idempotencyKey(c.req.header("idempotency-key"));
+    const sub = await submitJob(deps.jobs, body, { idempotencyKey: key, typeStatus: 422 });
+    replayHeader(c.header.bind(c), sub);
+    return c.json({
+      job_id: sub.job.job_id,
+      status: sub.job.status,
+      message: sub.job.message,
+      model_type: sub.job.model_type,
+      model_path: sub.job.model_path,
+      children: sub.job.children ? sub.children.map(brief) : undefined,
+    });
+  });
+
+  app.get("/status/:job_id", async (c) => {
+    const job = await findJob(deps.db, jobIdParam(c));
+    const [logs, children] = await Promise.all([
+      logTail(deps.db, job.job_id, deps.logTailLines),
+      getJobs(deps.db, job.children ?? []),
+    ]);
+    return c.json({
+      status: "success",
+      message: "Job status retrieved successfully",
+      data: statusView(job, logs, children),
+    });
+  });
+
+  app.get("/jobs", async (c) => {
+    const q = check(ListQuery, c.req.query(), "query");
+    const { jobs, total, filtered } = await listJobs(deps.db, q);
+    return c.json({ jobs: jobs.map(listItem), total_count: total, filtered_count: filtered });
+  });
+
+  const cancel = async (jobId: string) => {
+    const job = await cancelJob(deps.jobs, jobId, "cancelled by request");
+    return {
+      status: "success",
+      message: `Job ${jobId} cancelled successfully`,
+      data: { job_id: jobId, status: job.status, cancelled_at: job.cancelled_at },
+    };
+  };
+  app.delete("/job/cancel/:job_id", async (c) => c.json(await cancel(jobIdParam(c))));
+  app.delete("/job/:job_id", async (c) => c.json(await cancel(jobIdParam(c))));
+
+  app.get("/models/available", async (c) => {
+    const models = await listModels(deps.jobs.modelsDir);
+    return c.json({
+      available_models: Object.fromEntries(models.map((m) => [m.name, {
+        path: m.path,
+        type: m.type,
+        size: m.size,
+        modified: m.modified,
+        job_id: m.job_id,
+        metadata: m.metadata,
+      }])),
+      models_directory: resolve(deps.jobs.modelsDir),
+    });
+  });
+
+  app.get("/logs/:job_id", async (c) => {
+    const job = await findJob(deps.db, jobIdParam(c));
+    const q = check(PageQuery, c.req.query(), "query");
+    const chunks = await jobEvents(deps.db, job.job_id, { ...q, types: ["log"] });
+    return c.json({
+      job_id: job.job_id,
+      entries: chunks.map((e) => ({ seq: e.seq, at: e.at, ...e.event.data })),
+      next_after: chunks.at(-1)?.seq ?? q.after,
+    });
+  });
+
+  app.get("/job/:job_id/events", async (c) => {
+    const job = await findJob(deps.db, jobIdParam(c));
+    const q = check(PageQuery, c.req.query(), "query");
+    const types = q.type?.split(",").map((t) => t.trim()).filter(Boolean);
+    const list = await jobEvents(deps.db, job.job_id, { ...q, types });
+    return c.json({
+      job_id: job.job_id,
+      events: list.map((e) => ({
+        seq: e.seq,
+        version: e.version,
+        at: e.at,
+        type: e.event.type,
+        data: e.event.data,
+      })),
+      next_after: list.at(-1)?.seq ?? q.after,
+    });
+  });
+
+  app.post("/:model_type", async (c) => {
+    const body = await readJson(c, false);
+    const opts = check(TrainingOptions, body ?? {}, "request body");
+    const key = idempotencyKey(c.req.header("idempotency-key"));
+    const req = { ...opts, model_type: c.req.param("model_type") };
+    const sub = await submitJob(deps.jobs, req, { idempotencyKey: key, typeStatus: 404 });
+    replayHeader(c.header.bind(c), sub);
+    return c.json({
+      status: "success",
+      message: sub.job.status === "completed"
+        ? sub.job.message
+        : `Training initiated for ${req.model_type === "all" ? "all model types" : req.model_type}`,
+      data: {
+        job_id: sub.job.job_id,
+        model_type: sub.job.model_type,
+        status: sub.job.status,
+        model_path: sub.job.model_path,
+        children: sub.job.children ? sub.children.map(brief) : undefined,
+      },
+    });
+  });
+
+  return app;
+}
+
+async function findJob(db: Db, jobId: string): Promise<JobState> {
+  const job = await getJob(db, jobId);
+  if (!job) throw new NotFoundError(`no job with id ${jobId}`);
+  return job;
+}
+
+function idempotencyKey(header: string | undefined): string | undefined {
+  return header === undefined ? undefined : check(IdempotencyKey, header, "Idempotency-Key");
+}
+
+function replayHeader(set: (name: string, value: string) => void, sub: Submission): void {
+  if (sub.replayed) set("Idempotent-Replayed", "true");
+}
+
+function brief(j: JobState) {
+  return { job_id: j.job_id, model_type: j.model_type, status: j.status };
+}

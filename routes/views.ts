@@ -1,0 +1,71 @@
+/** Response shapes. The contract's fields come first and keep their names and meaning. */
+import type { JobState } from "../jobs/state.ts";
+
+/** A job as `GET /train/status/{job_id}` shows it. */
+export function statusView(job: JobState, logs: string[], children: JobState[]) {
+  return {
+    job_id: job.job_id,
+    status: job.status,
+    model_type: job.model_type,
+    started_at: job.started_at,
+    completed_at: job.completed_at,
+    model_path: job.model_path,
+    error: job.error,
+    logs: logs.join("\n"),
+    message: job.message,
+    failure_reason: job.failure_reason,
+    exit_code: job.exit_code,
+    created_at: job.created_at,
+    updated_at: job.updated_at,
+    cancelled_at: job.cancelled_at,
+    progress: job.progress,
+    metrics: job.metrics,
+    warnings: job.warnings,
+    retrain: job.retrain,
+    use_cv: job.use_cv,
+    hyperparameters: job.hyperparameters,
+    timeout_seconds: job.timeout_seconds,
+    parent_id: job.parent_id,
+    children: job.children ? children.map(childView) : null,
+    log_lines: job.log_lines,
+    process: job.process &&
+      {
+        pid: job.process.pid,
+        pgid: job.process.pgid,
+        alive: job.process.alive,
+        exit_code: job.process.exit_code,
+        signal: job.process.signal,
+        stopped_with: job.process.stopped_with,
+        group_gone: job.process.group_gone,
+      },
+  };
+}
+
+function childView(c: JobState) {
+  return {
+    job_id: c.job_id,
+    model_type: c.model_type,
+    status: c.status,
+    model_path: c.model_path,
+    error: c.error,
+    failure_reason: c.failure_reason,
+    progress: c.progress,
+    metrics: c.metrics,
+  };
+}
+
+/** A job as `GET /train/jobs` lists it. */
+export function listItem(job: JobState) {
+  return {
+    job_id: job.job_id,
+    status: job.status,
+    model_type: job.model_type,
+    created_at: job.created_at,
+    started_at: job.started_at,
+    completed_at: job.completed_at,
+    model_path: job.model_path,
+    failure_reason: job.failure_reason,
+    parent_id: job.parent_id,
+    progress: job.progress && { step: job.progress.step, total: job.progress.total },
+  };
+}
