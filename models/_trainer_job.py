@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import sys
+import time
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -72,15 +73,28 @@ def read_config(model_type: str) -> Config:
 # --- progress -------------------------------------------------------------------
 
 class Progress:
-    """Job-wide step counter; total is fixed up front (one step per training unit)."""
+    """Job-wide step counter; total is fixed up front (one step per training unit).
+
+    Intermediate steps are sent at most every ``MIN_INTERVAL`` seconds: a fast model can
+    finish thousands of units a second and every line becomes a stored event. A fit's
+    last step (with its fold scores) is always sent.
+    """
+
+    MIN_INTERVAL = 0.05
 
     def __init__(self, total: int):
         self.total = total
         self.step = 0
+        self.sent_at = 0.0
+
+    def due(self) -> bool:
+        """True when enough time has passed to send an intermediate step."""
+        return time.monotonic() - self.sent_at >= self.MIN_INTERVAL
 
     def advance(self, to_step: int, metrics: dict, message: str) -> None:
         """Emit one progress line at ``to_step`` (always beyond the previous one)."""
         self.step = to_step
+        self.sent_at = time.monotonic()
         emit("progress", step=to_step, total=self.total, metrics=metrics, message=message)
 
 
@@ -99,7 +113,7 @@ class FitProgress:
         """Called by the model after each unit (epoch, boosting round, tree batch)."""
         self.done += 1
         self.last = metrics
-        if self.done < self.units:
+        if self.done < self.units and self.job.due():
             self.job.advance(self.start + self.done, metrics, f"{self.label}: {message}")
 
     def finish(self, extra: dict, message: str) -> None:
