@@ -44,6 +44,16 @@ export function createApp(deps: AppDeps): Hono {
   app.use(shutdownGate(deps.lifecycle));
   app.use(bearerAuth(deps.apiToken, ["/health"]));
   app.use(limitBody(MAX_BODY_BYTES));
+  // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be
+  // taken by `POST /train/:model_type` as a request to train a model type named "jobs".
+  for (const [path, methods] of ROUTES) {
+    if (path.includes(":")) continue;
+    app.use(path, async function allowedMethods(c, next) {
+      const method = c.req.method === "HEAD" ? "GET" : c.req.method;
+      if (methods.includes(method)) return await next();
+      return methodNotAllowed(c, methods);
+    });
+  }
   app.route(
     "/health",
     healthRoutes({ ...deps, db: deps.database.db, startedAt: deps.startedAt ?? new Date() }),
@@ -52,16 +62,7 @@ export function createApp(deps: AppDeps): Hono {
     "/train",
     trainRoutes({ db: deps.database.db, jobs: deps.jobs, logTailLines: deps.logTailLines }),
   );
-  for (const [path, methods] of ROUTES) {
-    app.all(path, (c) => {
-      c.header("Allow", methods.join(", "));
-      return errorBody(
-        c,
-        405,
-        `method ${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(", ")}`,
-      );
-    });
-  }
+  for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
   app.notFound((c) => errorBody(c, 404, `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {
     if (err instanceof AppError) return errorBody(c, err.status, err.message, err.details);
@@ -70,6 +71,14 @@ export function createApp(deps: AppDeps): Hono {
     return errorBody(c, 500, "internal error; the server log has the details");
   });
   return app;
+}
+
+function methodNotAllowed(c: Context, methods: string[]) {
+  c.header("Allow", methods.join(", "));
+  const message = `method ${c.req.method} is not allowed on ${c.req.path}; use ${
+    methods.join(", ")
+  }`;
+  return errorBody(c, 405, message);
 }
 
 function errorBody(c: Context, status: number, message: string, details: unknown[] = []) {

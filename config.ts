@@ -54,5 +54,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\./.test(host);
+  const h = host.toLowerCase();
+  // A whole IPv4 address in 127.0.0.0/8: a name such as 127.0.0.1.nip.io resolves anywhere.
+  const v4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
+  if (v4) return v4.slice(1).every((part) => Number(part) <= 255);
+  return h === "localhost" || h === "::1" || h === "[::1]";
 }

@@ -127,8 +127,10 @@ export class EventStore {
       for (const { p, value } of done) p.resolve(value);
       return;
     }
-    await this.#deriveParents(staged);
     try {
+      // Inside the try: a failed read here must reject the batch's units, not escape the
+      // drain loop as an unhandled rejection and leave them pending forever.
+      await this.#deriveParents(staged);
       await this.#write(appended, staged);
     } catch (error) {
       this.#nextSeq = firstSeq;
@@ -144,7 +146,14 @@ export class EventStore {
       else this.#active.set(id, s);
     }
     for (const { p, value } of done) p.resolve(value);
-    for (const listener of this.#listeners) listener(appended, staged);
+    for (const listener of this.#listeners) {
+      // The commit is durable; a listener's failure is its own and must not stop the writer.
+      try {
+        listener(appended, staged);
+      } catch (error) {
+        console.error("[trainer] commit listener failed:", error);
+      }
+    }
   }
 
   /** Re-derives every parent whose own stream or whose children changed in this batch. */
@@ -218,11 +227,11 @@ class Unit implements UnitOfWork {
 
   async execute(jobId: string, command: Command): Promise<StoredEvent[]> {
     let state = await this.get(jobId);
-    const decided = decide(command, state, jobId);
+    // Parse every event before taking seqs, so a bad event leaves no gap in the log.
+    const decided = decide(command, state, jobId).map((raw) => JobEvent.parse(raw));
     const at = this.store.clock.now().toISOString();
     const stored: StoredEvent[] = [];
-    for (const raw of decided) {
-      const event = JobEvent.parse(raw);
+    for (const event of decided) {
       const e: StoredEvent = {
         seq: this.store.nextSeq(),
         job_id: jobId,

@@ -54,6 +54,7 @@ export function decide(command: Command, state: JobState | undefined, jobId: str
     case "start":
       // A job cancelled while its process was being spawned still records the process, so
       // the worker can stop it and the log keeps the evidence.
+      if (state.children) throw new ConflictError(`job ${jobId} runs as its children`);
       if (state.process) throw new ConflictError(`job ${jobId} was already started`);
       if (state.status !== "started" && state.status !== "cancelled") {
         throw new ConflictError(`job ${jobId} is ${state.status}, it cannot start`);
@@ -102,7 +103,9 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
       group_gone: r.group_gone,
     },
   };
-  if (state.status !== "running") return state.process?.alive ? [processEnded] : [];
+  // Only a recorded process can end: a parent job's "running" is derived from its children.
+  if (!state.process) return [];
+  if (state.status !== "running") return state.process.alive ? [processEnded] : [];
   const failed = (reason: FailureReason, error: string): JobEvent[] => [{
     type: "failed",
     data: {

@@ -53,9 +53,14 @@ export async function submitJob(
   const timeout = req.timeout_seconds ?? deps.defaultTimeoutSeconds;
   const key = opts.idempotencyKey ?? null;
   const hash = key ? requestHash(req, timeout) : null;
+  // A job still running may already have written its file (or may yet fail and remove it):
+  // only the models of finished jobs are reused.
+  const unfinished = new Set(
+    deps.store.activeJobs().map((j) => j.artifact_path).filter((p): p is string => !!p),
+  );
   const reuse = new Map<string, string | null>();
   for (const t of types) {
-    reuse.set(t.name, req.retrain ? null : await newestModel(deps.modelsDir, t.name));
+    reuse.set(t.name, req.retrain ? null : await newestModel(deps.modelsDir, t.name, unfinished));
   }
   const now = deps.clock.now();
   const parentId = deps.newId();

@@ -186,7 +186,9 @@ export function deriveParent(parent: JobState, children: JobState[]): JobState {
   const starts = children.map((c) => c.started_at).filter((t): t is string => t !== null);
   const ends = done.map((c) => c.completed_at).filter((t): t is string => t !== null);
   const status = parentStatus(parent, children);
-  const failedKids = children.filter((c) => c.status === "failed");
+  // A parent reports a failure only once it has failed: while children still run, or after
+  // a cancel, its `error` stays null and each child's own status shows what went wrong.
+  const failedKids = status === "failed" ? children.filter((c) => c.status === "failed") : [];
   const steps = children.map((c) => c.progress);
   return {
     ...parent,

@@ -44,8 +44,13 @@ export function isInside(dir: string, path: string): boolean {
 
 /** Lists the model files in `modelsDir`, newest first; metadata is read when present. */
 export async function listModels(modelsDir: string): Promise<ModelFile[]> {
+  return (await scanModels(modelsDir)).map((m) => m.file);
+}
+
+/** Model files with their absolute path and exact mtime, newest first. */
+async function scanModels(modelsDir: string) {
   const dir = resolve(modelsDir);
-  const files: ModelFile[] = [];
+  const files: { file: ModelFile; full: string; mtimeMs: number }[] = [];
   try {
     for await (const entry of Deno.readDir(dir)) {
       const match = MODEL_FILE.exec(entry.name);
@@ -54,26 +59,38 @@ export async function listModels(modelsDir: string): Promise<ModelFile[]> {
       const info = await Deno.stat(full).catch(() => null);
       if (!info) continue;
       const metadata = await readMetadata(full);
+      const mtime = info.mtime ?? new Date(0);
       files.push({
-        name: entry.name,
-        path: displayPath(full),
-        type: match.groups!.type,
-        size: info.size,
-        modified: (info.mtime ?? new Date(0)).toISOString().slice(0, 19),
-        job_id: typeof metadata?.job_id === "string" ? metadata.job_id : null,
-        metadata,
+        full,
+        mtimeMs: mtime.getTime(),
+        file: {
+          name: entry.name,
+          path: displayPath(full),
+          type: match.groups!.type,
+          size: info.size,
+          modified: mtime.toISOString().slice(0, 19),
+          job_id: typeof metadata?.job_id === "string" ? metadata.job_id : null,
+          metadata,
+        },
       });
     }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  return files.sort((a, b) => b.modified.localeCompare(a.modified) || b.name.localeCompare(a.name));
+  // By the exact mtime: `modified` shows whole seconds, and two jobs often finish in one.
+  return files.sort((a, b) => b.mtimeMs - a.mtimeMs || b.file.name.localeCompare(a.file.name));
 }
 
-/** The newest model file of a type, or null. */
-export async function newestModel(modelsDir: string, type: string): Promise<string | null> {
-  const found = (await listModels(modelsDir)).find((m) => m.type === type);
-  return found ? resolve(found.path) : null;
+/** The newest model file of a type, or null; files in `exclude` (absolute paths) are skipped. */
+export async function newestModel(
+  modelsDir: string,
+  type: string,
+  exclude: ReadonlySet<string> = new Set(),
+): Promise<string | null> {
+  const found = (await scanModels(modelsDir)).find((m) =>
+    m.file.type === type && !exclude.has(m.full)
+  );
+  return found ? found.full : null;
 }
 
 async function readMetadata(modelPath: string): Promise<Record<string, unknown> | null> {

@@ -36,6 +36,10 @@ export interface ModelType {
 export type Registry = ReadonlyMap<string, ModelType>;
 
 export const MODEL_TYPE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const NAME_RULE = "model type names are 1-64 lowercase letters, digits, . _ - " +
+  "(starting with a letter or digit)";
+/** "all" trains every type; "jobs" is the path of GET /train/jobs, not a type to POST to. */
+const RESERVED = ["all", "jobs"];
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATASET_ENV = ["DATASET_PATH", "DATASET_TARGET", "DATASET_TASK"];
 
@@ -58,7 +62,7 @@ export const BUILTIN_TYPES: readonly ModelType[] = [
 ];
 
 const RegistryFile = z.record(
-  z.string().regex(MODEL_TYPE_NAME, "model type names are lowercase letters, digits, . _ -"),
+  z.string().regex(MODEL_TYPE_NAME, NAME_RULE),
   z.strictObject({
     command: z.array(z.string().min(1)).min(1),
     env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
@@ -84,12 +88,21 @@ export async function loadRegistry(registryPath?: string): Promise<Registry> {
   }
   const parsed = RegistryFile.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    // zod reports a bad record key as "Invalid key in record": say what a name must be.
+    const issues = parsed.error.issues.map((i) =>
+      i.code === "invalid_key"
+        ? `model type "${i.path.join(".")}": ${NAME_RULE}`
+        : `${i.path.join(".")}: ${i.message}`
+    );
     throw new Error(`MODEL_REGISTRY=${registryPath}: ${issues.join("; ")}`);
   }
   const base = dirname(resolve(registryPath));
   for (const [name, entry] of Object.entries(parsed.data)) {
-    if (name === "all") throw new Error(`MODEL_REGISTRY: "all" is reserved`);
+    if (RESERVED.includes(name)) {
+      throw new Error(
+        `MODEL_REGISTRY=${registryPath}: "${name}" is reserved (${RESERVED.join(", ")})`,
+      );
+    }
     types.set(name, {
       name,
       command: entry.command.map((part) => resolveRelative(part, base)),

@@ -1,0 +1,115 @@
+/** loadConfig(): defaults, bad values naming their variable, the loopback rule. */
+import assert from "node:assert/strict";
+import { ConfigError, isLoopback, loadConfig } from "../config.ts";
+
+Deno.test("defaults", () => {
+  const c = loadConfig({});
+  assert.deepEqual({ ...c }, {
+    PORT: 8000,
+    HOST: "127.0.0.1",
+    DATABASE_URL: "file:data/trainer.db",
+    MODELS_DIR: "data/models",
+    MAX_CONCURRENT_JOBS: 2,
+    CANCEL_GRACE_SECONDS: 5,
+    JOB_TIMEOUT_SECONDS: 3600,
+    ALLOW_INSECURE: false,
+    LOG_TAIL_LINES: 200,
+    DATABASE_AUTH_TOKEN: undefined,
+    MODEL_REGISTRY: undefined,
+    API_TOKEN: undefined,
+    TRAIN_PYTHON: undefined,
+  });
+  assert.ok(Object.isFrozen(c));
+  assert.deepEqual({ ...loadConfig({ PORT: "", API_TOKEN: "" }) }, { ...c }, "empty means unset");
+});
+
+Deno.test("values are parsed", () => {
+  const c = loadConfig({
+    PORT: "0",
+    HOST: "localhost",
+    DATABASE_URL: "libsql://db.example.com",
+    DATABASE_AUTH_TOKEN: "t",
+    MODELS_DIR: "/srv/models",
+    MODEL_REGISTRY: "registry.json",
+    MAX_CONCURRENT_JOBS: "8",
+    CANCEL_GRACE_SECONDS: "0.5",
+    JOB_TIMEOUT_SECONDS: "60",
+    API_TOKEN: "secret",
+    ALLOW_INSECURE: "true",
+    TRAIN_PYTHON: "/usr/bin/python3",
+    LOG_TAIL_LINES: "0",
+    UNRELATED: "ignored",
+  });
+  assert.equal(c.PORT, 0);
+  assert.equal(c.MAX_CONCURRENT_JOBS, 8);
+  assert.equal(c.CANCEL_GRACE_SECONDS, 0.5);
+  assert.equal(c.JOB_TIMEOUT_SECONDS, 60);
+  assert.equal(c.ALLOW_INSECURE, true);
+  assert.equal(c.LOG_TAIL_LINES, 0);
+  assert.equal(c.DATABASE_URL, "libsql://db.example.com");
+  assert.equal("UNRELATED" in c, false);
+});
+
+Deno.test("a bad value stops the start with a message naming the variable", async (t) => {
+  const bad: [string, string][] = [
+    ["PORT", "eighty"],
+    ["PORT", "70000"],
+    ["PORT", "80.5"],
+    ["MAX_CONCURRENT_JOBS", "0"],
+    ["MAX_CONCURRENT_JOBS", "many"],
+    ["CANCEL_GRACE_SECONDS", "-1"],
+    ["JOB_TIMEOUT_SECONDS", "0"],
+    ["LOG_TAIL_LINES", "lots"],
+    ["ALLOW_INSECURE", "yes"],
+    ["DATABASE_URL", "postgres://x"],
+    ["DATABASE_URL", "data/trainer.db"],
+  ];
+  for (const [name, value] of bad) {
+    await t.step(`${name}=${value}`, () => {
+      assert.throws(() => loadConfig({ [name]: value }), (e) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, new RegExp(`\\b${name}=${JSON.stringify(value)}`));
+        return true;
+      });
+    });
+  }
+  await t.step("every bad variable is named at once", () => {
+    assert.throws(
+      () => loadConfig({ PORT: "x", MAX_CONCURRENT_JOBS: "y" }),
+      /PORT=.*\n.*MAX_CONCURRENT_JOBS=/s,
+    );
+  });
+});
+
+Deno.test("a non-loopback HOST needs API_TOKEN or ALLOW_INSECURE=1", async (t) => {
+  await t.step("refused without either, naming both ways out", () => {
+    for (const host of ["0.0.0.0", "192.168.1.20", "::", "example.com"]) {
+      assert.throws(() => loadConfig({ HOST: host }), (e) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, new RegExp(`HOST=${host.replace(".", "\\.")}`));
+        assert.match(e.message, /API_TOKEN/);
+        assert.match(e.message, /ALLOW_INSECURE=1/);
+        return true;
+      });
+    }
+  });
+  await t.step("allowed with a token or the explicit opt-out", () => {
+    assert.equal(loadConfig({ HOST: "0.0.0.0", API_TOKEN: "s" }).HOST, "0.0.0.0");
+    assert.equal(loadConfig({ HOST: "0.0.0.0", ALLOW_INSECURE: "1" }).ALLOW_INSECURE, true);
+    assert.throws(() => loadConfig({ HOST: "0.0.0.0", ALLOW_INSECURE: "0" }), ConfigError);
+  });
+  await t.step("loopback addresses need nothing", () => {
+    for (const host of ["127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "::1", "[::1]"]) {
+      assert.equal(isLoopback(host), true, host);
+      assert.equal(loadConfig({ HOST: host }).HOST, host);
+    }
+  });
+  await t.step("names that only look like loopback are not", () => {
+    for (
+      const host of ["127.0.0.1.nip.io", "127.evil.example", "127.0.0.300", "localhost.example.com"]
+    ) {
+      assert.equal(isLoopback(host), false, host);
+      assert.throws(() => loadConfig({ HOST: host }), ConfigError);
+    }
+  });
+});

@@ -1,0 +1,241 @@
+/** decide(): given events / when command / then events, for every command and status. */
+import assert from "node:assert/strict";
+import { decide } from "../jobs/decide.ts";
+import { ConflictError, NotFoundError } from "../errors.ts";
+import {
+  cancel,
+  exit,
+  exitReport,
+  given,
+  JOB,
+  logLines,
+  start,
+  startedData,
+  submit,
+  submittedData,
+  when,
+} from "./helpers/jobs.ts";
+
+const running = () => given([submit(), start()]);
+
+Deno.test("submit", async (t) => {
+  await t.step("a new job is submitted and waits", () => {
+    const { events, state } = when(undefined, submit());
+    assert.deepEqual(events, [{ type: "submitted", data: submittedData() }]);
+    assert.equal(state.status, "started");
+    assert.equal(state.message, "Training initiated for xgboost");
+  });
+  await t.step("reusing a model completes at once and says so", () => {
+    const { events, state } = when(undefined, {
+      type: "submit",
+      data: submittedData({ retrain: false }),
+      reuse: "/models/old.joblib",
+    });
+    assert.deepEqual(events.map((e) => e.type), ["submitted", "completed"]);
+    assert.equal(state.status, "completed");
+    assert.equal(state.model_path, "/models/old.joblib");
+    assert.match(state.message, /already exists; not retrained/);
+    assert.ok(state.completed_at);
+  });
+  await t.step("an existing job cannot be submitted again", () => {
+    assert.throws(() => decide(submit(), running(), JOB), ConflictError);
+  });
+});
+
+Deno.test("start", async (t) => {
+  await t.step("a waiting job starts running and records its process", () => {
+    const { events, state } = when(given([submit()]), start());
+    assert.deepEqual(events, [{ type: "started", data: startedData() }]);
+    assert.equal(state.status, "running");
+    assert.ok(state.started_at);
+    assert.equal(state.process?.pid, 4242);
+    assert.equal(state.process?.alive, true);
+  });
+  await t.step("a job cancelled before start records the process but stays cancelled", () => {
+    const { events, state } = when(given([submit(), cancel]), start());
+    assert.deepEqual(events.map((e) => e.type), ["started"]);
+    assert.equal(state.status, "cancelled");
+    assert.equal(state.started_at, null);
+    assert.equal(state.process?.alive, true);
+  });
+  await t.step("a running job cannot start twice", () => {
+    assert.throws(() => decide(start(), running(), JOB), ConflictError);
+  });
+  await t.step("finished jobs cannot start", () => {
+    const failed = given([submit(), { type: "fail", reason: "spawn_failed", error: "x" }]);
+    assert.throws(() => decide(start(), failed, JOB), /is failed, it cannot start/);
+    const reused = given([{ type: "submit", data: submittedData(), reuse: "/m.joblib" }]);
+    assert.throws(() => decide(start(), reused, JOB), ConflictError);
+  });
+  await t.step("a parent job has no process of its own", () => {
+    const parent = given([submit({ model_type: "all", children: ["c1", "c2"] })]);
+    assert.throws(() => decide(start(), parent, JOB), ConflictError);
+  });
+  await t.step("an unknown job is not found", () => {
+    assert.throws(() => decide(start(), undefined, JOB), NotFoundError);
+  });
+});
+
+Deno.test("output", async (t) => {
+  const out = logLines("a", "b");
+  await t.step("is recorded while the process is alive", () => {
+    const { events, state } = when(running(), out);
+    assert.deepEqual(events, [{ type: "log", data: { stream: "stdout", lines: ["a", "b"] } }]);
+    assert.equal(state.log_lines, 2);
+  });
+  await t.step("is recorded after a cancel while the process still runs", () => {
+    assert.equal(when(given([submit(), start(), cancel]), out).events.length, 1);
+  });
+  await t.step("is ignored before the process started", () => {
+    assert.deepEqual(decide(out, given([submit()]), JOB), []);
+  });
+  await t.step("is ignored once the process has exited", () => {
+    assert.deepEqual(decide(out, given([submit(), start(), exit()]), JOB), []);
+    assert.deepEqual(decide(out, given([submit(), start(), cancel, exit()]), JOB), []);
+  });
+});
+
+Deno.test("exit report mapping", async (t) => {
+  type Report = Partial<ReturnType<typeof exitReport>>;
+  const ended = (over: Report) => when(running(), exit(over));
+  await t.step("exit 0 with the artifact -> completed", () => {
+    const { events, state } = ended({});
+    assert.deepEqual(events.map((e) => e.type), ["completed", "process_exited"]);
+    assert.equal(state.status, "completed");
+    assert.equal(state.model_path, "/models/xgboost_model_x.joblib");
+    assert.equal(state.exit_code, 0);
+    assert.equal(state.error, null);
+    assert.equal(state.process?.alive, false);
+  });
+  const cases: [string, Report, string, RegExp][] = [
+    ["exit 0 without artifact", { artifact: null }, "artifact_missing", /wrote no model file/],
+    [
+      "non-zero exit",
+      { exit_code: 3, artifact: null, stderr_tail: "boom" },
+      "exit_nonzero",
+      /code 3\nboom/,
+    ],
+    [
+      "non-zero exit with the script's reason",
+      { exit_code: 2, script_failure: { reason: "dataset_not_found", message: "no data" } },
+      "dataset_not_found",
+      /^no data$/,
+    ],
+    [
+      "timeout",
+      { exit_code: null, signal: "SIGTERM", stopped_for: "timeout", timeout_seconds: 7 },
+      "timeout",
+      /7 s exceeded/,
+    ],
+    [
+      "shutdown",
+      { exit_code: null, signal: "SIGTERM", stopped_for: "shutdown" },
+      "interrupted",
+      /shut down/,
+    ],
+    [
+      "killed by a signal",
+      { exit_code: null, signal: "SIGKILL", artifact: null },
+      "killed",
+      /SIGKILL/,
+    ],
+    ["killed even with an artifact", { exit_code: null, signal: "SIGSEGV" }, "killed", /SIGSEGV/],
+  ];
+  for (const [name, report, reason, error] of cases) {
+    await t.step(`${name} -> failed (${reason})`, () => {
+      const { events, state } = ended(report);
+      assert.deepEqual(events.map((e) => e.type), ["failed", "process_exited"]);
+      assert.equal(state.status, "failed");
+      assert.equal(state.failure_reason, reason);
+      assert.match(state.error ?? "", error);
+      assert.equal(state.model_path, null);
+      assert.equal(state.exit_code, exitReport(report).exit_code);
+      assert.equal(state.process?.alive, false);
+    });
+  }
+  await t.step("a stop is recorded as evidence", () => {
+    const { events } = ended({ exit_code: null, stopped_for: "timeout", stopped_with: "SIGKILL" });
+    const failed = events[0];
+    assert.equal(failed.type, "failed");
+    assert.deepEqual(failed.type === "failed" && failed.data.evidence, {
+      stopped_for: "timeout",
+      stopped_with: "SIGKILL",
+      group_gone: true,
+    });
+  });
+  await t.step("a cancelled job's exit only records how the process ended", () => {
+    const before = given([submit(), start(), cancel]);
+    const { events, state } = when(before, exit({ signal: "SIGTERM", stopped_with: "SIGTERM" }));
+    assert.deepEqual(events.map((e) => e.type), ["process_exited"]);
+    assert.equal(state.status, "cancelled");
+    assert.equal(state.process?.stopped_with, "SIGTERM");
+    assert.equal(state.process?.alive, false);
+  });
+  await t.step("a second exit report changes nothing", () => {
+    assert.deepEqual(decide(exit(), given([submit(), start(), exit()]), JOB), []);
+  });
+  await t.step("an exit of a job that never ran changes nothing", () => {
+    assert.deepEqual(decide(exit(), given([submit()]), JOB), []);
+    const parent = given([submit({ model_type: "all", children: ["c1"] })]);
+    assert.deepEqual(decide(exit(), { ...parent, status: "running" }, JOB), []);
+  });
+});
+
+Deno.test("cancel", async (t) => {
+  await t.step("a waiting job is cancelled without having run", () => {
+    const { events, state } = when(given([submit()]), cancel);
+    assert.deepEqual(events, [{
+      type: "cancelled",
+      data: { reason: "by test", was_running: false },
+    }]);
+    assert.equal(state.status, "cancelled");
+    assert.ok(state.cancelled_at);
+    assert.equal(state.completed_at, state.cancelled_at);
+  });
+  await t.step("a running job is cancelled at once; its process is still alive", () => {
+    const { events, state } = when(running(), cancel);
+    assert.deepEqual(events, [{
+      type: "cancelled",
+      data: { reason: "by test", was_running: true },
+    }]);
+    assert.equal(state.status, "cancelled");
+    assert.equal(state.process?.alive, true);
+  });
+  for (
+    const [status, finish] of [
+      ["completed", [exit()]],
+      ["failed", [exit({ exit_code: 1 })]],
+      ["cancelled", [cancel]],
+    ] as const
+  ) {
+    await t.step(`a ${status} job -> ConflictError`, () => {
+      const done = given([submit(), start(), ...finish]);
+      assert.throws(() => decide(cancel, done, JOB), (e) => {
+        assert.ok(e instanceof ConflictError);
+        assert.equal(e.status, 409);
+        assert.match(e.message, new RegExp(`already ${status}`));
+        return true;
+      });
+    });
+  }
+  await t.step("an unknown job -> NotFoundError", () => {
+    assert.throws(() => decide(cancel, undefined, JOB), NotFoundError);
+  });
+});
+
+Deno.test("fail", async (t) => {
+  const fail = { type: "fail", reason: "runtime_missing", error: "no python" } as const;
+  await t.step("a waiting job fails with the reason", () => {
+    const { state } = when(given([submit()]), fail);
+    assert.equal(state.status, "failed");
+    assert.equal(state.failure_reason, "runtime_missing");
+    assert.equal(state.error, "no python");
+  });
+  await t.step("a finished job is left alone", () => {
+    assert.deepEqual(decide(fail, given([submit(), cancel]), JOB), []);
+    assert.deepEqual(decide(fail, given([submit(), start(), exit()]), JOB), []);
+  });
+  await t.step("an unknown job -> NotFoundError", () => {
+    assert.throws(() => decide(fail, undefined, JOB), NotFoundError);
+  });
+});

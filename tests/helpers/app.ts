@@ -1,0 +1,261 @@
+/**
+ * Shared test helpers: a temp dir, an event store on a temp libSQL file, and the HTTP app
+ * built on it the way main.ts builds it (optionally with a real Supervisor + LocalPort and a
+ * MODEL_REGISTRY of small shell scripts). Everything is disposed with `await using`.
+ */
+import type { Hono } from "hono";
+import { join } from "node:path";
+import { createApp } from "../../app.ts";
+import { type Clock, randomId, systemClock } from "../../db/clock.ts";
+import { type Database, openDatabase } from "../../db/client.ts";
+import { EventStore } from "../../db/event_store.ts";
+import type { JobDeps } from "../../jobs/service.ts";
+import { Supervisor } from "../../jobs/supervisor.ts";
+import { LocalPort } from "../../jobs/worker_port.ts";
+import { loadRegistry, type Registry } from "../../models/registry.ts";
+import { RuntimeChecker } from "../../models/runtime_checker.ts";
+
+/** A temp dir removed on dispose. */
+export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "trainer-test-" });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}),
+  };
+}
+
+/** A clock that moves 1 ms forward on every reading, so event times are distinct and stable. */
+export function steppingClock(start = Date.parse("2025-01-01T00:00:00Z")): Clock {
+  let t = start;
+  return { now: () => new Date(t++) };
+}
+
+export interface TestStore extends AsyncDisposable {
+  dir: string;
+  database: Database;
+  store: EventStore;
+}
+
+/** An EventStore on a fresh libSQL file in its own temp dir. */
+export async function openTestStore(clock: Clock = systemClock): Promise<TestStore> {
+  const dir = await tempDir();
+  const database = await openDatabase(`file:${join(dir.path, "trainer.db")}`);
+  const store = await EventStore.open(database, clock);
+  return {
+    dir: dir.path,
+    database,
+    store,
+    async [Symbol.asyncDispose]() {
+      await store.flush();
+      database.close();
+      await dir[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** A MODEL_REGISTRY entry; commands may use paths relative to the temp dir (./x.sh). */
+export interface RegistryEntry {
+  command: string[];
+  env?: string[];
+  extension?: string;
+}
+
+export interface AppOptions {
+  /** Files written into the temp dir before the registry is loaded (e.g. shell scripts). */
+  files?: Record<string, string>;
+  /** Written as registry.json in the temp dir and loaded as MODEL_REGISTRY. */
+  registry?: Record<string, RegistryEntry>;
+  /** Build a real Supervisor over a LocalPort, as main.ts does. */
+  supervisor?: boolean;
+  apiToken?: string;
+  maxConcurrent?: number;
+  graceSeconds?: number;
+  defaultTimeoutSeconds?: number;
+  logTailLines?: number;
+}
+
+export interface TestApp extends TestStore {
+  app: Hono;
+  modelsDir: string;
+  registry: Registry;
+  jobs: JobDeps;
+  supervisor: Supervisor | null;
+  lifecycle: { shuttingDown: boolean };
+  request(method: string, path: string, init?: RequestOptions): Promise<TestResponse>;
+}
+
+export interface RequestOptions {
+  /** Sent as JSON with Content-Type: application/json. */
+  json?: unknown;
+  body?: BodyInit;
+  headers?: Record<string, string>;
+}
+
+export interface TestResponse {
+  status: number;
+  headers: Headers;
+  // deno-lint-ignore no-explicit-any
+  body: any;
+}
+
+/** Builds the app on a temp libSQL file; with `supervisor: true` jobs really run. */
+export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
+  const base = await openTestStore();
+  const { dir, database, store } = base;
+  for (const [name, text] of Object.entries(opts.files ?? {})) {
+    await Deno.writeTextFile(join(dir, name), text);
+  }
+  let registryPath: string | undefined;
+  if (opts.registry) {
+    registryPath = join(dir, "registry.json");
+    await Deno.writeTextFile(registryPath, JSON.stringify(opts.registry));
+  }
+  const registry = await loadRegistry(registryPath);
+  const modelsDir = join(dir, "models");
+  const runtimes = new RuntimeChecker(registry);
+  const maxConcurrent = opts.maxConcurrent ?? 2;
+  const checks = new Set<Promise<unknown>>();
+  const supervisor = opts.supervisor
+    ? new Supervisor(new LocalPort(store), {
+      registry,
+      runtime: (type) => {
+        const check = runtimes.get(type);
+        checks.add(check);
+        return check.finally(() => checks.delete(check));
+      },
+      modelsDir,
+      maxConcurrent,
+      graceSeconds: opts.graceSeconds ?? 2,
+      workerId: `test-${Deno.pid}`,
+    })
+    : null;
+  const jobs: JobDeps = {
+    store,
+    registry,
+    clock: systemClock,
+    newId: randomId,
+    modelsDir,
+    defaultTimeoutSeconds: opts.defaultTimeoutSeconds ?? 60,
+  };
+  const lifecycle = { shuttingDown: false };
+  const app = createApp({
+    database,
+    store,
+    jobs,
+    runtimes,
+    apiToken: opts.apiToken,
+    maxConcurrent,
+    logTailLines: opts.logTailLines ?? 200,
+    lifecycle,
+  });
+  supervisor?.start();
+  return {
+    ...base,
+    app,
+    modelsDir,
+    registry,
+    jobs,
+    supervisor,
+    lifecycle,
+    request: (method, path, init) => send(app, method, path, init),
+    async [Symbol.asyncDispose]() {
+      if (supervisor) {
+        await supervisor.shutdown();
+        // A launch that was still checking its runtime spawns after shutdown: wait for it,
+        // let it reach its spawn, and stop it too.
+        await Promise.allSettled([...checks]);
+        await Deno.mkdir(modelsDir, { recursive: true });
+        await supervisor.shutdown();
+      }
+      await base[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** Sends one request through `app.request()`; parses a JSON body when there is one. */
+export async function send(
+  app: Hono,
+  method: string,
+  path: string,
+  init: RequestOptions = {},
+): Promise<TestResponse> {
+  const headers: Record<string, string> = { ...init.headers };
+  let body = init.body;
+  if (init.json !== undefined) {
+    body = JSON.stringify(init.json);
+    headers["content-type"] ??= "application/json";
+  }
+  const res = await app.request(path, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = text;
+  if (text && (res.headers.get("content-type") ?? "").includes("json")) parsed = JSON.parse(text);
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+/** Polls `probe` until it returns a truthy value or the deadline passes. */
+export async function pollUntil<T>(
+  probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Polls a job's status endpoint until `done(data)` holds; returns the status data. */
+export async function waitForJob(
+  t: TestApp,
+  jobId: string,
+  // deno-lint-ignore no-explicit-any
+  done: (data: any) => boolean,
+  what = "the job",
+  // deno-lint-ignore no-explicit-any
+): Promise<any> {
+  return await pollUntil(async () => {
+    const res = await t.request("GET", `/train/status/${jobId}`);
+    return res.status === 200 && done(res.body.data) ? res.body.data : null;
+  }, what);
+}
+
+/** Shell scripts for registry entries; each follows the training script protocol. */
+export const SCRIPTS = {
+  /** Writes the artifact, reports progress and a metric, exits 0. */
+  "ok.sh": `echo "training $TRAIN_MODEL_TYPE"
+echo '@@trainer {"event":"progress","step":1,"total":1,"message":"done"}'
+echo '@@trainer {"event":"metrics","metrics":{"accuracy":0.9}}'
+echo "hp=$TRAIN_HYPERPARAMETERS" >&2
+printf model > "$TRAIN_ARTIFACT_PATH"
+`,
+  /** Writes to stderr and exits 3. */
+  "fail.sh": `echo "something broke" >&2
+exit 3
+`,
+  /** Runs until the file named by $1 exists, then writes the artifact. */
+  "hold.sh": `echo holding
+while [ ! -e "$1" ]; do sleep 0.05; done
+printf model > "$TRAIN_ARTIFACT_PATH"
+`,
+};
+
+/** Pids of live (not zombie) processes in a process group, read from /proc. */
+export function liveGroupMembers(pgid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(pgrp) === pgid && state !== "Z" && state !== "X") pids.push(Number(entry.name));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
