@@ -1,5 +1,6 @@
 /** Builds the HTTP application from its dependencies; tests inject what they need. */
 import { Hono } from "hono";
+import { cors } from "hono/cors";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { Database } from "./db/client.ts";
@@ -17,6 +18,8 @@ export interface AppDeps {
   jobs: JobDeps;
   runtimes: RuntimeChecker;
   apiToken?: string;
+  /** Origins a web page may call the API from ("*" for any); none when unset. */
+  corsOrigins?: string;
   maxConcurrent: number;
   logTailLines: number;
   lifecycle: { shuttingDown: boolean };
@@ -41,6 +44,15 @@ const ROUTES: [string, string[]][] = [
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono({ strict: false });
+  if (deps.corsOrigins) {
+    const origins = deps.corsOrigins.split(",");
+    app.use(cors({
+      origin: deps.corsOrigins === "*" ? "*" : origins,
+      allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
+      allowMethods: ["GET", "POST", "DELETE"],
+      exposeHeaders: ["Idempotent-Replayed"],
+    }));
+  }
   app.use(shutdownGate(deps.lifecycle));
   app.use(bearerAuth(deps.apiToken, ["/health"]));
   app.use(limitBody(MAX_BODY_BYTES));

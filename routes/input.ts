@@ -23,7 +23,11 @@ export async function readJson(c: Context, required: boolean): Promise<unknown> 
   }
   const type = c.req.header("content-type") ?? "";
   if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
-    throw new AppError(415, `Content-Type must be application/json, not "${type.slice(0, 100)}"`);
+    throw new AppError(
+      415,
+      `Content-Type must be application/json, not "${type.slice(0, 100)}" ` +
+        `(with curl: -H "Content-Type: application/json")`,
+    );
   }
   try {
     return JSON.parse(text);

@@ -68,6 +68,7 @@ export interface AppOptions {
   /** Build a real Supervisor over a LocalPort, as main.ts does. */
   supervisor?: boolean;
   apiToken?: string;
+  corsOrigins?: string;
   maxConcurrent?: number;
   graceSeconds?: number;
   defaultTimeoutSeconds?: number;
@@ -144,6 +145,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     jobs,
     runtimes,
     apiToken: opts.apiToken,
+    corsOrigins: opts.corsOrigins,
     maxConcurrent,
     logTailLines: opts.logTailLines ?? 200,
     lifecycle,
