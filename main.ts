@@ -5,7 +5,7 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { randomId, systemClock } from "./db/clock.ts";
 import { openDatabase } from "./db/client.ts";
 import { EventStore } from "./db/event_store.ts";
-import { recover } from "./jobs/recovery.ts";
+import { lockDatabase, recover } from "./jobs/recovery.ts";
 import { Supervisor } from "./jobs/supervisor.ts";
 import { LocalPort } from "./jobs/worker_port.ts";
 import { loadRegistry } from "./models/registry.ts";
@@ -26,6 +26,8 @@ const config = (() => {
     fail(e instanceof ConfigError ? e.message : String(e));
   }
 })();
+// Held until the process ends: recovery below must never touch a live server's jobs.
+const databaseLock = await lockDatabase(config.DATABASE_URL).catch((e) => fail(e.message));
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(e.message));
 const modelsDir = resolve(config.MODELS_DIR);
 const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
@@ -76,20 +78,27 @@ const app = createApp({
   },
   runtimes,
   apiToken: config.API_TOKEN,
+  corsOrigins: config.CORS_ORIGINS,
   maxConcurrent: config.MAX_CONCURRENT_JOBS,
   logTailLines: config.LOG_TAIL_LINES,
   lifecycle,
   startedAt,
 });
 
-const server = Deno.serve({
-  hostname: config.HOST,
-  port: config.PORT,
-  onListen: ({ hostname, port }) =>
-    log(
-      `listening on http://${hostname}:${port} (database ${config.DATABASE_URL}, models ${modelsDir})`,
-    ),
-}, app.fetch);
+const server = (() => {
+  try {
+    return Deno.serve({
+      hostname: config.HOST,
+      port: config.PORT,
+      onListen: ({ hostname, port }) =>
+        log(
+          `listening on http://${hostname}:${port} (database ${config.DATABASE_URL}, models ${modelsDir})`,
+        ),
+    }, app.fetch);
+  } catch (e) {
+    fail(`cannot listen on HOST=${config.HOST} PORT=${config.PORT}: ${(e as Error).message}`);
+  }
+})();
 supervisor.start();
 
 let signals = 0;
@@ -104,6 +113,7 @@ async function shutdown(signal: string): Promise<void> {
   await store.flush();
   await server.shutdown();
   database.close();
+  databaseLock?.close();
   log("stopped");
   Deno.exit(0);
 }

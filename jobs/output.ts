@@ -170,6 +170,8 @@ export class OutputCollector {
   }
 
   #flush(): void {
+    // A timer left from before close() may fire with nothing to send.
+    if (this.#pending.length === 0) return;
     const batch = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;

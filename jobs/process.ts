@@ -3,13 +3,43 @@ import process from "node:process";
 
 export type StopSignal = "SIGTERM" | "SIGKILL";
 
-/** True while any process of the group exists. */
+/**
+ * True while any process of the group is alive. kill(2) also reaches zombies, and an orphaned
+ * grandchild stays a zombie until init reaps it (seconds on some machines), so members are
+ * counted from /proc, zombies excluded.
+ */
 export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
+    if ((e as { code?: string }).code !== "EPERM") return false;
+  }
+  return liveMembers(pgid) !== 0;
+}
+
+/** Live (not zombie) processes of a group; -1 when /proc cannot be read. */
+function liveMembers(pgid: number): number {
+  let count = 0;
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      const stat = readStat(Number(entry.name));
+      if (stat && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") count++;
+    }
+  } catch {
+    return -1;
+  }
+  return count;
+}
+
+/** Fields of /proc/<pid>/stat after the command name; null when the process is gone. */
+function readStat(pid: number): { state: string; pgrp: number; fields: string[] } | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state: fields[0], pgrp: Number(fields[2]), fields };
+  } catch {
+    return null;
   }
 }
 
@@ -28,13 +58,8 @@ export function signalGroup(pgid: number, signal: StopSignal): boolean {
  * exist. Recorded at spawn so that a later check is not fooled by a reused pid.
  */
 export function readStartTicks(pid: number): number | null {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[19]);
-  } catch {
-    return null;
-  }
+  const stat = readStat(pid);
+  return stat ? Number(stat.fields[19]) : null;
 }
 
 /** True when `pid` is alive and is the very process that started at `startTicks`. */
@@ -54,21 +79,16 @@ export async function waitGroupGone(pgid: number, ms: number): Promise<boolean> 
 }
 
 /**
- * Stops a group: SIGTERM, then SIGKILL if it is still there after `graceMs`.
- * `exited` resolves when the group leader has exited (and been reaped).
+ * Stops a group: SIGTERM, then SIGKILL if any member is still there after `graceMs`. The
+ * grace is the whole group's: a leader that dies at once does not cut short a member that
+ * is still cleaning up.
  */
 export async function stopGroup(
   pgid: number,
   graceMs: number,
-  exited?: Promise<unknown>,
 ): Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> {
   if (!signalGroup(pgid, "SIGTERM")) return { stopped_with: null, group_gone: true };
-  if (exited) {
-    await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
-  }
-  if (await waitGroupGone(pgid, exited ? 50 : graceMs)) {
-    return { stopped_with: "SIGTERM", group_gone: true };
-  }
+  if (await waitGroupGone(pgid, graceMs)) return { stopped_with: "SIGTERM", group_gone: true };
   signalGroup(pgid, "SIGKILL");
   return { stopped_with: "SIGKILL", group_gone: await waitGroupGone(pgid, 1000) };
 }

@@ -5,6 +5,7 @@
  * time so a reused pid is never hit; plus any process whose environment names the job) and
  * killed, and the job is failed as `interrupted` with that evidence.
  */
+import { dirname, resolve } from "node:path";
 import type { EventStore } from "../db/event_store.ts";
 import { removeArtifacts } from "../models/artifacts.ts";
 import {
@@ -18,6 +19,37 @@ import {
 export interface RecoveryResult {
   interrupted: string[];
   killed: number[];
+}
+
+/**
+ * Takes the database's lock file (`<path>.lock`) for the life of the process, so that a
+ * second server on the same local database refuses to start instead of "recovering" (killing)
+ * the jobs of the live one. flock is released by the kernel when the process dies, even by
+ * SIGKILL, and children do not inherit it (close-on-exec). Remote databases are not locked.
+ * Resolves with the held file (keep it open), or rejects naming the holder.
+ */
+export async function lockDatabase(url: string, waitMs = 3000): Promise<Deno.FsFile | null> {
+  if (!url.startsWith("file:")) return null;
+  const path = url.slice("file:".length);
+  if (!path || path === ":memory:") return null;
+  await Deno.mkdir(dirname(resolve(path)), { recursive: true });
+  const file = await Deno.open(`${path}.lock`, { read: true, write: true, create: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const locked = await Promise.race([
+    file.lock(true).then(() => true),
+    new Promise<boolean>((r) => timer = setTimeout(() => r(false), waitMs)),
+  ]);
+  clearTimeout(timer);
+  if (!locked) {
+    const holder = (await Deno.readTextFile(`${path}.lock`).catch(() => "")).trim();
+    throw new Error(
+      `DATABASE_URL=${url} is in use by another server${holder ? ` (${holder})` : ""}; ` +
+        `stop it first, or give this one its own database`,
+    );
+  }
+  await file.truncate(0);
+  await file.write(new TextEncoder().encode(`pid ${Deno.pid}\n`));
+  return file;
 }
 
 /** Resolves what an earlier server left behind. Call before the supervisor starts. */

@@ -7,7 +7,14 @@
 import type { ExitReport } from "./decide.ts";
 import type { JobState } from "./state.ts";
 import { OutputCollector } from "./output.ts";
-import { groupAlive, readStartTicks, signalGroup, stopGroup, type StopSignal } from "./process.ts";
+import {
+  groupAlive,
+  readStartTicks,
+  signalGroup,
+  stopGroup,
+  type StopSignal,
+  waitGroupGone,
+} from "./process.ts";
 import type { WorkerPort } from "./worker_port.ts";
 import { PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
@@ -29,10 +36,15 @@ type StopReason = "cancel" | "timeout" | "shutdown";
 interface Running {
   job: JobState;
   child: Deno.ChildProcess;
+  command: string[];
+  collector: OutputCollector;
+  /** Both output streams read to their end. */
+  reading: Promise<unknown>;
   stopping: StopReason | null;
   stopped: Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> | null;
   timer: ReturnType<typeof setTimeout> | null;
   done: Promise<void>;
+  finish: () => void;
 }
 
 /** Variables of the server's own environment every job gets. */
@@ -59,7 +71,11 @@ export class Supervisor {
     return this.#running.size;
   }
 
-  /** Fills free slots with waiting jobs. */
+  /**
+   * Fills free slots with waiting jobs. Launches run one after another, each until its
+   * `started` event is durable, so jobs start in submission order: concurrent launches would
+   * race through their awaits (runtime check, mkdir) and could record their starts swapped.
+   */
   async pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
@@ -68,10 +84,17 @@ export class Supervisor {
         const job = await this.port.claim();
         if (!job) break;
         this.#launching++;
-        void this.#launch(job).finally(() => {
-          this.#launching--;
-          void this.pump();
-        });
+        const r = await this.#launch(job).catch((e) => {
+          this.opts.log?.(`job ${job.job_id}: launch failed: ${e}`);
+          return null;
+        }).finally(() => this.#launching--);
+        if (r) {
+          void this.#supervise(r).finally(() => {
+            this.#running.delete(r.job.job_id);
+            r.finish();
+            void this.pump();
+          });
+        }
       }
     } finally {
       this.#pumping = false;
@@ -84,7 +107,7 @@ export class Supervisor {
     if (!r) return Promise.resolve();
     if (!r.stopping) {
       r.stopping = reason;
-      r.stopped = stopGroup(r.child.pid, this.opts.graceSeconds * 1000, r.child.status);
+      r.stopped = stopGroup(r.child.pid, this.opts.graceSeconds * 1000);
     }
     return r.done;
   }
@@ -95,21 +118,27 @@ export class Supervisor {
     await Promise.all([...this.#running.keys()].map((id) => this.stop(id, "shutdown")));
   }
 
-  async #launch(job: JobState): Promise<void> {
+  /** Spawns a claimed job and records its start; null when it could not start. */
+  async #launch(job: JobState): Promise<Running | null> {
     const type = this.opts.registry.get(job.model_type);
     if (!type) {
-      return await this.port.fail(
+      await this.port.fail(
         job.job_id,
         "spawn_failed",
         `model type ${job.model_type} is not registered any more`,
       );
+      return null;
     }
     const runtime = await this.opts.runtime(type.name);
     if (!runtime.runnable || !runtime.program) {
-      return await this.port.fail(job.job_id, "runtime_missing", runtime.hint ?? "runtime missing");
+      await this.port.fail(job.job_id, "runtime_missing", runtime.hint ?? "runtime missing");
+      return null;
     }
     const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
     await Deno.mkdir(this.opts.modelsDir, { recursive: true });
+    // Checked right before spawning, with no await in between: shutdown() stops every job
+    // in #running, so none may be spawned after it looked.
+    if (!this.#accepting) return null;
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(command[0], {
@@ -123,58 +152,70 @@ export class Supervisor {
       }).spawn();
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
-      return await this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`);
+      await this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`);
+      return null;
     }
-    let finish!: () => void;
-    const r: Running = {
-      job,
-      child,
-      stopping: null,
-      stopped: null,
-      timer: null,
-      done: new Promise<void>((resolve) => finish = resolve),
-    };
-    this.#running.set(job.job_id, r);
-    try {
-      await this.#watch(r, command);
-    } finally {
-      this.#running.delete(job.job_id);
-      finish();
-    }
-  }
-
-  async #watch(r: Running, command: string[]): Promise<void> {
-    const { job, child } = r;
     const collector = new OutputCollector(
       (events) => this.port.output(job.job_id, events),
       { modelsDir: this.opts.modelsDir },
     );
-    const reading = Promise.all([
-      collector.consume(child.stdout, "stdout"),
-      collector.consume(child.stderr, "stderr"),
-    ]);
+    let finish!: () => void;
+    const r: Running = {
+      job,
+      child,
+      command,
+      collector,
+      // A broken pipe must not keep the job from being recorded as ended.
+      reading: Promise.all([
+        collector.consume(child.stdout, "stdout"),
+        collector.consume(child.stderr, "stderr"),
+      ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
+      stopping: null,
+      stopped: null,
+      timer: null,
+      done: new Promise<void>((resolve) => finish = resolve),
+      finish: () => finish(),
+    };
+    this.#running.set(job.job_id, r);
     const { cancelled } = await this.port.started(job.job_id, {
       pid: child.pid,
       pgid: child.pid,
       start_ticks: readStartTicks(child.pid),
       worker_id: this.opts.workerId,
       command,
-    }).catch((e) => {
+    }).catch(async (e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its start (${e}); stopping it`);
+      // Off the queue and not recorded as running: fail it, or it would wait forever.
+      await this.port.fail(job.job_id, "spawn_failed", `could not record the start: ${e}`)
+        .catch(() => {});
       return { cancelled: true };
     });
     if (cancelled) void this.stop(job.job_id, "cancel");
+    return r;
+  }
+
+  /** Waits for a started job's process, enforcing its time limit, and records its end. */
+  async #supervise(r: Running): Promise<void> {
+    const { job, child, collector } = r;
     r.timer = setTimeout(() => void this.stop(job.job_id, "timeout"), job.timeout_seconds * 1000);
     const status = await child.status;
     clearTimeout(r.timer);
     // The leader is gone; anything it left in its group must not outlive the job or hold
     // its pipes open.
-    if (!r.stopping && groupAlive(child.pid)) signalGroup(child.pid, "SIGKILL");
-    await reading;
+    let leftovers: { stopped_with: StopSignal | null; group_gone: boolean } | null = null;
+    if (!r.stopping && groupAlive(child.pid)) {
+      signalGroup(child.pid, "SIGKILL");
+      leftovers = { stopped_with: null, group_gone: await waitGroupGone(child.pid, 1000) };
+    }
+    // A process that left the group can hold the pipes open forever; its output after the
+    // job ended is not the job's.
+    if (!await settlesWithin(r.reading, PIPE_DRAIN_MS)) {
+      this.opts.log?.(`job ${job.job_id}: output pipes still open after exit; not waiting`);
+    }
     await collector.close();
     const stop = r.stopped
       ? await r.stopped
-      : { stopped_with: null, group_gone: !groupAlive(child.pid) };
+      : leftovers ?? { stopped_with: null, group_gone: !groupAlive(child.pid) };
     const artifact = await existing(collector.artifact ?? job.artifact_path);
     const report: ExitReport = {
       exit_code: status.signal ? null : status.code,
@@ -188,7 +229,12 @@ export class Supervisor {
       timeout_seconds: job.timeout_seconds,
     };
     if (r.stopping || !(status.success && artifact)) {
-      if (job.artifact_path) await removeArtifacts(job.artifact_path);
+      const paths = new Set([job.artifact_path, collector.artifact].filter((p) => p !== null));
+      for (const path of paths) {
+        await removeArtifacts(path).catch((e) => {
+          this.opts.log?.(`job ${job.job_id}: could not remove its files (${e})`);
+        });
+      }
     }
     await this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
@@ -212,6 +258,19 @@ export class Supervisor {
       TRAIN_HYPERPARAMETERS: JSON.stringify(job.hyperparameters),
       PYTHONUNBUFFERED: "1",
     };
+  }
+}
+
+const PIPE_DRAIN_MS = 2000;
+
+/** True when `p` settles within `ms`. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -80,15 +80,17 @@ async function checkType(
       return { runnable: true, program: py, missing: [], hint: null };
     }
   }
-  const [first, firstMissing] = [...probes][0] ?? [];
-  const missing = firstMissing ?? type.requires;
+  // Name an interpreter that runs: the first candidate (.venv) usually does not exist.
+  const runs = [...probes].find(([, m]) => m !== null);
+  const missing = runs?.[1] ?? type.requires;
   const apt = missing.map((m) => APT[m as keyof typeof APT] ?? `python3-${m}`).join(" ");
-  const hint = trainPython && firstMissing === null
+  const install = `on Debian run 'apt-get install --no-install-recommends ${apt}', or create ` +
+    `.venv and run '.venv/bin/pip install -r models/requirements.txt'`;
+  const hint = !runs && trainPython
     ? `TRAIN_PYTHON=${trainPython} does not run`
-    : `Python packages missing (${missing.join(", ")}) for ${
-      trainPython ?? first ?? "python3"
-    }: on Debian run 'apt-get install --no-install-recommends ${apt}', or create .venv ` +
-      `and run '.venv/bin/pip install -r models/requirements.txt'`;
+    : !runs
+    ? `no Python interpreter found (tried ${[...probes.keys()].join(", ")}): ${install}`
+    : `Python packages missing (${missing.join(", ")}) for ${runs[0]}: ${install}`;
   return { runnable: false, program: null, missing, hint };
 }
 

@@ -18,6 +18,7 @@ Deno.test("defaults", () => {
     MODEL_REGISTRY: undefined,
     API_TOKEN: undefined,
     TRAIN_PYTHON: undefined,
+    CORS_ORIGINS: undefined,
   });
   assert.ok(Object.isFrozen(c));
   assert.deepEqual({ ...loadConfig({ PORT: "", API_TOKEN: "" }) }, { ...c }, "empty means unset");
