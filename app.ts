@@ -79,6 +79,10 @@ export function createApp(deps: AppDeps): Hono {
   app.onError((err, c) => {
     if (err instanceof AppError) return errorBody(c, err.status, err.message, err.details);
     if (err instanceof HTTPException) return errorBody(c, err.status, err.message);
+    // The client hung up or broke the framing while its body was being read: its fault.
+    if (err instanceof Deno.errors.BadResource) {
+      return errorBody(c, 400, "could not read the request body (connection closed mid-body)");
+    }
     console.error(`${c.req.method} ${c.req.path} failed:`, err);
     return errorBody(c, 500, "internal error; the server log has the details");
   });

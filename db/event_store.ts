@@ -8,13 +8,14 @@
  * fails, its units are retried one by one so one bad unit cannot sink the others.
  */
 import { eq, inArray, or, sql } from "drizzle-orm";
-import type { SQLiteInsertValue } from "drizzle-orm/sqlite-core";
 import { type Command, decide } from "../jobs/decide.ts";
+import { ConflictError } from "../errors.ts";
 import { JobEvent, type StoredEvent } from "../jobs/events.ts";
 import { deriveParent, evolve, isTerminal, type JobState } from "../jobs/state.ts";
 import type { Clock } from "./clock.ts";
 import type { Database } from "./client.ts";
-import { type JobRow, rowToState, stateToRow } from "./rows.ts";
+import { decodeJob, insertEvents, LOAD_JOB_SQL, upsertJobs } from "./job_sql.ts";
+import { rowToState } from "./rows.ts";
 import { events, jobs } from "./schema.ts";
 
 /** What a unit of work may do: read job states and decide commands against them. */
@@ -34,7 +35,6 @@ interface Pending {
 }
 
 const MAX_UNITS_PER_BATCH = 512;
-const ROWS_PER_INSERT = 500;
 
 export class EventStore {
   #queue: Pending[] = [];
@@ -85,8 +85,13 @@ export class EventStore {
   async load(jobId: string): Promise<JobState | undefined> {
     const cached = this.#active.get(jobId);
     if (cached) return cached;
-    const [row] = await this.database.db.select().from(jobs).where(eq(jobs.job_id, jobId));
-    return row ? rowToState(row) : undefined;
+    const rs = await this.database.client.execute({ sql: LOAD_JOB_SQL, args: [jobId] });
+    return rs.rows[0] ? decodeJob(rs.rows[0] as Record<string, unknown>) : undefined;
+  }
+
+  /** A job that can still change, from memory only. */
+  cached(jobId: string): JobState | undefined {
+    return this.#active.get(jobId);
   }
 
   /** Waits until every queued unit has been committed or rejected. */
@@ -137,7 +142,7 @@ export class EventStore {
       if (retryAlone && done.length > 1) {
         for (const { p } of done) await this.#commit([p], false);
       } else {
-        for (const { p } of done) p.reject(error);
+        for (const { p } of done) p.reject(asConflict(error));
       }
       return;
     }
@@ -176,22 +181,8 @@ export class EventStore {
   }
 
   async #write(appended: StoredEvent[], staged: Map<string, JobState>): Promise<void> {
-    const { db } = this.database;
-    const eventRows = appended.map((e) => ({
-      seq: e.seq,
-      job_id: e.job_id,
-      version: e.version,
-      type: e.event.type,
-      data: JSON.stringify(e.event.data),
-      at: e.at,
-    }));
-    const statements = [];
-    for (let i = 0; i < eventRows.length; i += ROWS_PER_INSERT) {
-      statements.push(db.insert(events).values(eventRows.slice(i, i + ROWS_PER_INSERT)));
-    }
-    for (const s of staged.values()) statements.push(upsertJob(this.database, stateToRow(s)));
-    const [first, ...rest] = statements;
-    await db.batch([first, ...rest]);
+    const statements = [...insertEvents(appended), ...upsertJobs([...staged.values()])];
+    await this.database.client.batch(statements, "write");
   }
 
   /** Allocates the next global sequence number (the writer is the only one). */
@@ -200,18 +191,11 @@ export class EventStore {
   }
 }
 
-const UPDATE_ALL = Object.fromEntries(
-  Object.entries(jobs).filter(([, col]) =>
-    typeof col === "object" && col !== null &&
-    "name" in col
-  )
-    .map(([key, col]) => [key, sql.raw(`excluded."${(col as { name: string }).name}"`)]),
-);
-
-/** Inserts or replaces a job's projection row. */
-export function upsertJob(database: Database, row: JobRow) {
-  return database.db.insert(jobs).values(row as SQLiteInsertValue<typeof jobs>)
-    .onConflictDoUpdate({ target: jobs.job_id, set: UPDATE_ALL });
+/** A second stream with the same id fails the (job_id, version) index: the job exists. */
+function asConflict(error: unknown): unknown {
+  return /UNIQUE constraint failed: events\.job_id, events\.version/.test(String(error))
+    ? new ConflictError("a job with this id already exists")
+    : error;
 }
 
 /** One unit's view: its own staged changes over the batch's, over the committed state. */
@@ -226,7 +210,12 @@ class Unit implements UnitOfWork {
   }
 
   async execute(jobId: string, command: Command): Promise<StoredEvent[]> {
-    let state = await this.get(jobId);
+    // A submission's id is a fresh random UUID, so no read decides it: a job in memory is
+    // still refused here, and the unique index on (job_id, version) refuses any other at
+    // commit (reported as the same ConflictError).
+    let state = command.type === "submit"
+      ? this.states.get(jobId) ?? this.batch.get(jobId) ?? this.store.cached(jobId)
+      : await this.get(jobId);
     // Parse every event before taking seqs, so a bad event leaves no gap in the log.
     const decided = decide(command, state, jobId).map((raw) => JobEvent.parse(raw));
     const at = this.store.clock.now().toISOString();

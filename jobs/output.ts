@@ -13,6 +13,7 @@ import { isInside } from "../models/artifacts.ts";
 export const PROTOCOL_PREFIX = "@@trainer ";
 const MAX_LINE = 64 * 1024;
 const STDERR_TAIL = 20;
+const MAX_EVENT_BYTES = 256 * 1024;
 
 const Metrics = z.record(z.string(), z.unknown());
 const ProtocolMessage = z.discriminatedUnion("event", [
@@ -39,6 +40,7 @@ export interface CollectorOptions {
 export class OutputCollector {
   #pending: OutputEvent[] = [];
   #pendingBytes = 0;
+  #lastBytes = 0;
   #flushing: Promise<void> | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #failures = 0;
@@ -91,12 +93,18 @@ export class OutputCollector {
       this.#push({ type: "warning", data: { message: `malformed protocol line: ${problem}` } });
     }
     this.lines++;
+    // Coalesce into the newest log event of this stream up to a per-event cap, even while a
+    // flush is in flight: one event per line would make the next flush slower still.
     const last = this.#pending.at(-1);
-    if (last?.type === "log" && last.data.stream === stream && this.#pendingBytes < this.#max) {
+    if (
+      last?.type === "log" && last.data.stream === stream && this.#lastBytes < MAX_EVENT_BYTES
+    ) {
       last.data.lines.push(line);
+      this.#lastBytes += line.length + 3;
       this.#pendingBytes += line.length + 3;
       this.#schedule();
     } else {
+      this.#lastBytes = line.length + 3;
       this.#push({ type: "log", data: { stream, lines: [line] } }, line.length + 3);
     }
   }

@@ -53,14 +53,15 @@ export async function submitJob(
   const timeout = req.timeout_seconds ?? deps.defaultTimeoutSeconds;
   const key = opts.idempotencyKey ?? null;
   const hash = key ? requestHash(req, timeout) : null;
-  // A job still running may already have written its file (or may yet fail and remove it):
-  // only the models of finished jobs are reused.
-  const unfinished = new Set(
-    deps.store.activeJobs().map((j) => j.artifact_path).filter((p): p is string => !!p),
-  );
   const reuse = new Map<string, string | null>();
-  for (const t of types) {
-    reuse.set(t.name, req.retrain ? null : await newestModel(deps.modelsDir, t.name, unfinished));
+  if (!req.retrain) {
+    // A job still running may already have written its file (or may yet fail and remove
+    // it): only the models of finished jobs are reused. Built only when reuse is possible:
+    // with a long queue, walking every active job on every submission was most of its cost.
+    const unfinished = new Set(
+      deps.store.activeJobs().map((j) => j.artifact_path).filter((p): p is string => !!p),
+    );
+    for (const t of types) reuse.set(t.name, await newestModel(deps.modelsDir, t.name, unfinished));
   }
   const now = deps.clock.now();
   const parentId = deps.newId();

@@ -118,7 +118,8 @@ export function trainRoutes(deps: TrainDeps): Hono {
 
   app.post("/:model_type", async (c) => {
     const body = await readJson(c, false);
-    const opts = check(TrainingOptions, body ?? {}, "request body");
+    // Only an absent body means "all defaults"; `null` is a body, and not an object.
+    const opts = check(TrainingOptions, body === undefined ? {} : body, "request body");
     const key = idempotencyKey(c.req.header("idempotency-key"));
     const req = { ...opts, model_type: c.req.param("model_type") };
     const sub = await submitJob(deps.jobs, req, { idempotencyKey: key, typeStatus: 404 });

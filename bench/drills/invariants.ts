@@ -1,0 +1,149 @@
+/**
+ * What must hold on a database after a crash, checked from outside the server: accepted
+ * jobs exist, events a client saw are unchanged, projections equal a replay, and no job
+ * runs without a live process of the current server, nor any process without its job.
+ */
+import { inArray } from "drizzle-orm";
+import { isDeepStrictEqual } from "node:util";
+import { openDatabase } from "../../db/client.ts";
+import { replay } from "../../db/rebuild.ts";
+import { rowToState } from "../../db/rows.ts";
+import { events, jobs } from "../../db/schema.ts";
+import { jobProcesses, procStat } from "../lib/procfs.ts";
+
+/** Everything a client was told with a 2xx. */
+export interface Witness {
+  accepted: Set<string>;
+  cancelled: Set<string>;
+  /** Events read back through GET /train/job/{id}/events, by seq. */
+  seen: Map<number, { job_id: string; version: number; type: string; data: unknown }>;
+}
+
+export function newWitness(): Witness {
+  return { accepted: new Set(), cancelled: new Set(), seen: new Map() };
+}
+
+/** Checks the log and projection of a stopped server's database; returns the job ids. */
+export async function checkStoppedDatabase(dbPath: string, w: Witness): Promise<Set<string>> {
+  const database = await openDatabase(`file:${dbPath}`);
+  try {
+    const rows = await database.db.select().from(jobs);
+    const projected = new Map(rows.map((r) => [r.job_id, rowToState(r)]));
+    const replayed = await replay(database);
+    const problems: string[] = [];
+    for (const id of w.accepted) {
+      if (!projected.has(id)) problems.push(`accepted job ${id} is missing`);
+    }
+    if (replayed.size !== projected.size) {
+      problems.push(`projection has ${projected.size} jobs, replay ${replayed.size}`);
+    }
+    for (const [id, state] of replayed) {
+      if (!isDeepStrictEqual(projected.get(id), state)) {
+        problems.push(`job ${id}: projection differs from replay`);
+      }
+    }
+    for (const id of w.cancelled) {
+      if (!["cancelled"].includes(projected.get(id)?.status ?? "")) {
+        problems.push(`job ${id} was cancelled with a 2xx but is ${projected.get(id)?.status}`);
+      }
+    }
+    const stored = new Map<
+      number,
+      { job_id: string; version: number; type: string; data: string }
+    >();
+    const seqs = [...w.seen.keys()];
+    for (let i = 0; i < seqs.length; i += 500) {
+      const part = seqs.slice(i, i + 500);
+      for (const e of await database.db.select().from(events).where(inArray(events.seq, part))) {
+        stored.set(e.seq, e);
+      }
+    }
+    for (const [seq, e] of w.seen) {
+      const s = stored.get(seq);
+      if (
+        !s || s.job_id !== e.job_id || s.version !== e.version || s.type !== e.type ||
+        !isDeepStrictEqual(JSON.parse(s.data), e.data)
+      ) {
+        problems.push(
+          `event ${seq} (${e.type} of ${e.job_id}) seen by a client is gone or changed`,
+        );
+      }
+    }
+    if (problems.length) {
+      throw new Error(`after the kill:\n  ${problems.slice(0, 20).join("\n  ")}`);
+    }
+    return new Set(projected.keys());
+  } finally {
+    database.close();
+  }
+}
+
+interface LiveRow {
+  job_id: string;
+  status: string;
+  process: {
+    pid: number;
+    pgid: number;
+    start_ticks: number | null;
+    alive: boolean;
+    worker_id: string;
+  } | null;
+}
+
+/**
+ * With the restarted server `serverPid` running: every `running` job has a live process of
+ * this server, and every process carrying one of `jobIds` belongs to a group this server
+ * started. A suspect is confirmed only if it persists for `graceMs` (a job may be ending).
+ */
+export async function checkLiveServer(
+  dbPath: string,
+  serverPid: number,
+  jobIds: Set<string>,
+  graceMs = 4000,
+): Promise<{ running: number; processes: number }> {
+  const deadline = Date.now() + graceMs;
+  for (;;) {
+    const problems: string[] = [];
+    const database = await openDatabase(`file:${dbPath}`);
+    let running: LiveRow[];
+    try {
+      const rows = await database.db.select().from(jobs);
+      // A parent ("all") has no process of its own; its status follows its children.
+      running = rows.map(rowToState).filter((j) =>
+        !j.children && (j.status === "running" || j.process?.alive)
+      ) as LiveRow[];
+      for (const r of rows) jobIds.add(r.job_id);
+    } finally {
+      database.close();
+    }
+    const worker = `local-${Deno.hostname()}-${serverPid}`;
+    let runningCount = 0;
+    for (const j of running) {
+      if (j.status === "running") runningCount++;
+      const p = j.process;
+      if (!p) {
+        if (j.status === "running") problems.push(`job ${j.job_id} is running without a process`);
+        continue;
+      }
+      const st = procStat(p.pid);
+      const live = st !== null && st.state !== "Z" &&
+        (p.start_ticks === null || st.startTicks === p.start_ticks);
+      if (!live) problems.push(`job ${j.job_id} is ${j.status} but its process ${p.pid} is gone`);
+      else if (p.worker_id !== worker) {
+        problems.push(`job ${j.job_id} still belongs to the dead worker ${p.worker_id}`);
+      }
+    }
+    const procs = jobProcesses(jobIds);
+    for (const [pid, id] of procs) {
+      const st = procStat(pid);
+      if (!st) continue;
+      const leader = procStat(st.pgid);
+      if (!leader || leader.ppid !== serverPid) {
+        problems.push(`orphan: pid ${pid} of job ${id} (group ${st.pgid}) is not this server's`);
+      }
+    }
+    if (problems.length === 0) return { running: runningCount, processes: procs.size };
+    if (Date.now() > deadline) throw new Error(`after the restart:\n  ${problems.join("\n  ")}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
