@@ -6,7 +6,8 @@ import { randomId, systemClock } from "./db/clock.ts";
 import { openDatabase } from "./db/client.ts";
 import { EventStore } from "./db/event_store.ts";
 import { lockDatabase, recover } from "./jobs/recovery.ts";
-import { Supervisor } from "./jobs/supervisor.ts";
+import type { SupervisorThreadOptions } from "./jobs/supervisor_thread.ts";
+import { servePort } from "./jobs/thread_port.ts";
 import { LocalPort } from "./jobs/worker_port.ts";
 import { loadRegistry } from "./models/registry.ts";
 import { RuntimeChecker } from "./models/runtime_checker.ts";
@@ -53,16 +54,24 @@ void runtimes.refresh().then((found) => {
   }
 });
 
-const workerId = `local-${Deno.hostname()}-${Deno.pid}`;
-const supervisor = new Supervisor(new LocalPort(store), {
-  registry,
-  runtime: (type) => runtimes.get(type),
+// The supervisor runs on its own thread: the embedded database driver blocks this one while
+// it commits, and a child whose pipe is not drained meanwhile would stall.
+const supervisorThread = new Worker(new URL("./jobs/supervisor_thread.ts", import.meta.url), {
+  type: "module",
+});
+supervisorThread.addEventListener("error", (e) => {
+  e.preventDefault();
+  console.error(`[trainer] the supervisor thread failed: ${e.message}; exiting`);
+  Deno.exit(1);
+});
+servePort(new LocalPort(store), (type) => runtimes.get(type), supervisorThread);
+const threadOptions: SupervisorThreadOptions = {
+  registryPath: config.MODEL_REGISTRY,
   modelsDir,
   maxConcurrent: config.MAX_CONCURRENT_JOBS,
   graceSeconds: config.CANCEL_GRACE_SECONDS,
-  workerId,
-  log,
-});
+  workerId: `local-${Deno.hostname()}-${Deno.pid}`,
+};
 
 const lifecycle = { shuttingDown: false };
 const app = createApp({
@@ -99,7 +108,7 @@ const server = (() => {
     fail(`cannot listen on HOST=${config.HOST} PORT=${config.PORT}: ${(e as Error).message}`);
   }
 })();
-supervisor.start();
+supervisorThread.postMessage({ init: threadOptions });
 
 let signals = 0;
 async function shutdown(signal: string): Promise<void> {
@@ -109,7 +118,7 @@ async function shutdown(signal: string): Promise<void> {
   }
   log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
   lifecycle.shuttingDown = true;
-  await supervisor.shutdown();
+  await stopSupervisor();
   await store.flush();
   await server.shutdown();
   database.close();
@@ -117,5 +126,15 @@ async function shutdown(signal: string): Promise<void> {
   log("stopped");
   Deno.exit(0);
 }
+/** Asks the supervisor thread to stop its jobs; resolves once they are recorded. */
+function stopSupervisor(): Promise<void> {
+  return new Promise((resolve) => {
+    supervisorThread.addEventListener("message", (e: MessageEvent) => {
+      if (e.data?.control === "stopped") resolve();
+    });
+    supervisorThread.postMessage({ control: "shutdown" });
+  });
+}
+
 Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
 Deno.addSignalListener("SIGINT", () => void shutdown("SIGINT"));

@@ -20,8 +20,6 @@ export interface WorkerPort {
   fail(jobId: string, reason: FailureReason, error: string): Promise<void>;
   /** Calls back when work is queued and when a job is cancelled. */
   watch(listener: { queued(): void; cancelled(jobId: string): void }): void;
-  /** Jobs waiting to run. */
-  queueDepth(): number;
 }
 
 /** The in-process port over the event store. */
@@ -73,10 +71,6 @@ export class LocalPort implements WorkerPort {
       }
       if (queued) listener.queued();
     });
-  }
-
-  queueDepth(): number {
-    return this.#queue.length;
   }
 }
 
