@@ -93,7 +93,7 @@ export async function stopGroup(
   return { stopped_with: "SIGKILL", group_gone: await waitGroupGone(pgid, 1000) };
 }
 
-/** Processes whose environment carries `TRAIN_JOB_ID` of one of `jobIds`: pid -> job id. */
+/** Live processes whose environment carries `TRAIN_JOB_ID` of one of `jobIds`: pid -> job id. */
 export function findJobProcesses(jobIds: ReadonlySet<string>): Map<number, string> {
   const found = new Map<number, string>();
   if (jobIds.size === 0) return found;
@@ -112,7 +112,10 @@ export function findJobProcesses(jobIds: ReadonlySet<string>): Map<number, strin
       continue;
     }
     const match = /(?:^|\0)TRAIN_JOB_ID=([^\0]*)/.exec(environ);
-    if (match && jobIds.has(match[1])) found.set(Number(entry.name), match[1]);
+    if (!match || !jobIds.has(match[1])) continue;
+    // A zombie is already dead: only its parent's wait is missing.
+    const state = readStat(Number(entry.name))?.state;
+    if (state && state !== "Z" && state !== "X") found.set(Number(entry.name), match[1]);
   }
   return found;
 }

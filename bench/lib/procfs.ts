@@ -1,4 +1,5 @@
 /** Small /proc readers: memory of a process, process groups, job processes by environment. */
+import { findJobProcesses } from "../../jobs/process.ts";
 
 /** VmRSS and VmHWM of `pid` in MB, or null when it is gone. */
 export function memoryMb(pid: number): { rss: number; peak: number } | null {
@@ -56,20 +57,4 @@ export function procStat(pid: number): ProcInfo | null {
 }
 
 /** Live (non-zombie) processes whose environment has TRAIN_JOB_ID in `ids`: pid -> job id. */
-export function jobProcesses(ids: ReadonlySet<string>): Map<number, string> {
-  const found = new Map<number, string>();
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    let environ: string;
-    try {
-      environ = Deno.readTextFileSync(`/proc/${entry.name}/environ`);
-    } catch {
-      continue;
-    }
-    const id = /(?:^|\0)TRAIN_JOB_ID=([^\0]*)/.exec(environ)?.[1];
-    if (!id || !ids.has(id)) continue;
-    const stat = procStat(Number(entry.name));
-    if (stat && stat.state !== "Z") found.set(stat.pid, id);
-  }
-  return found;
-}
+export const jobProcesses = findJobProcesses;
