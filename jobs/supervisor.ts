@@ -55,6 +55,7 @@ export class Supervisor {
   #launching = 0;
   #accepting = true;
   #pumping = false;
+  #again = false;
 
   constructor(readonly port: WorkerPort, readonly opts: SupervisorOptions) {}
 
@@ -77,12 +78,18 @@ export class Supervisor {
    * race through their awaits (runtime check, mkdir) and could record their starts swapped.
    */
   async pump(): Promise<void> {
+    // A wake-up while pumping is remembered: the loop may be past a claim that found nothing.
+    this.#again = true;
     if (this.#pumping) return;
     this.#pumping = true;
     try {
       while (this.#accepting && this.#running.size + this.#launching < this.opts.maxConcurrent) {
+        this.#again = false;
         const job = await this.port.claim();
-        if (!job) break;
+        if (!job) {
+          if (this.#again) continue;
+          break;
+        }
         this.#launching++;
         const r = await this.#launch(job).catch((e) => {
           this.opts.log?.(`job ${job.job_id}: launch failed: ${e}`);
