@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import type { Clock, IdGenerator } from "../db/clock.ts";
 import type { EventStore } from "../db/event_store.ts";
 import { ConflictError } from "../errors.ts";
-import { artifactPathFor, newestModel } from "../models/artifacts.ts";
+import { artifactPathFor, newestModels } from "../models/artifacts.ts";
 import {
   type ModelType,
   type Registry,
@@ -53,16 +53,9 @@ export async function submitJob(
   const timeout = req.timeout_seconds ?? deps.defaultTimeoutSeconds;
   const key = opts.idempotencyKey ?? null;
   const hash = key ? requestHash(req, timeout) : null;
-  const reuse = new Map<string, string | null>();
-  if (!req.retrain) {
-    // A job still running may already have written its file (or may yet fail and remove
-    // it): only the models of finished jobs are reused. Built only when reuse is possible:
-    // with a long queue, walking every active job on every submission was most of its cost.
-    const unfinished = new Set(
-      deps.store.activeJobs().map((j) => j.artifact_path).filter((p): p is string => !!p),
-    );
-    for (const t of types) reuse.set(t.name, await newestModel(deps.modelsDir, t.name, unfinished));
-  }
+  const reuse = req.retrain
+    ? new Map<string, string | null>()
+    : await newestModels(deps.modelsDir, types.map((t) => t.name), unfinishedArtifacts(deps));
   const now = deps.clock.now();
   const parentId = deps.newId();
   const plan = types.map((t) => ({ type: t, id: all ? deps.newId() : parentId }));
@@ -128,6 +121,16 @@ export async function submitJob(
   // A parent's status is derived from its children at commit; read it back once durable.
   if (!all || submission.replayed) return submission;
   return { ...submission, job: (await deps.store.load(parentId)) ?? submission.job };
+}
+
+/**
+ * Model files of jobs that have not finished: a job still running may already have written
+ * its file (or may yet fail and remove it), so only finished jobs' models are reused.
+ */
+function unfinishedArtifacts(deps: JobDeps): Set<string> {
+  return new Set(
+    deps.store.activeJobs().map((j) => j.artifact_path).filter((p): p is string => !!p),
+  );
 }
 
 /** Cancels a job and, for a parent, every child that has not finished. */

@@ -44,11 +44,14 @@ export function isInside(dir: string, path: string): boolean {
 
 /** Lists the model files in `modelsDir`, newest first; metadata is read when present. */
 export async function listModels(modelsDir: string): Promise<ModelFile[]> {
-  return (await scanModels(modelsDir)).map((m) => m.file);
+  return (await scanModels(modelsDir, true)).map((m) => m.file);
 }
 
-/** Model files with their absolute path and exact mtime, newest first. */
-async function scanModels(modelsDir: string) {
+/**
+ * Model files with their absolute path and exact mtime, newest first. Metadata is read only
+ * for listing: a submission needs names and times, not every model's JSON.
+ */
+async function scanModels(modelsDir: string, withMetadata: boolean) {
   const dir = resolve(modelsDir);
   const files: { file: ModelFile; full: string; mtimeMs: number }[] = [];
   try {
@@ -58,7 +61,7 @@ async function scanModels(modelsDir: string) {
       const full = join(dir, entry.name);
       const info = await Deno.stat(full).catch(() => null);
       if (!info) continue;
-      const metadata = await readMetadata(full);
+      const metadata = withMetadata ? await readMetadata(full) : null;
       const mtime = info.mtime ?? new Date(0);
       files.push({
         full,
@@ -81,16 +84,20 @@ async function scanModels(modelsDir: string) {
   return files.sort((a, b) => b.mtimeMs - a.mtimeMs || b.file.name.localeCompare(a.file.name));
 }
 
-/** The newest model file of a type, or null; files in `exclude` (absolute paths) are skipped. */
-export async function newestModel(
+/**
+ * The newest model file of each of `types` (absolute path, or null), in one scan of the
+ * directory; files in `exclude` (absolute paths) are skipped.
+ */
+export async function newestModels(
   modelsDir: string,
-  type: string,
+  types: readonly string[],
   exclude: ReadonlySet<string> = new Set(),
-): Promise<string | null> {
-  const found = (await scanModels(modelsDir)).find((m) =>
-    m.file.type === type && !exclude.has(m.full)
-  );
-  return found ? found.full : null;
+): Promise<Map<string, string | null>> {
+  const files = await scanModels(modelsDir, false);
+  return new Map(types.map((type) => {
+    const found = files.find((m) => m.file.type === type && !exclude.has(m.full));
+    return [type, found ? found.full : null];
+  }));
 }
 
 async function readMetadata(modelPath: string): Promise<Record<string, unknown> | null> {
