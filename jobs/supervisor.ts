@@ -68,10 +68,6 @@ export class Supervisor {
     void this.pump();
   }
 
-  get runningCount(): number {
-    return this.#running.size;
-  }
-
   /**
    * Fills free slots with waiting jobs. Launches run one after another, each until its
    * `started` event is durable, so jobs start in submission order: concurrent launches would
