@@ -23,6 +23,13 @@ const ConfigSchema = z.object({
   ALLOW_INSECURE: flag.default(false),
   TRAIN_PYTHON: z.string().min(1).optional(),
   LOG_TAIL_LINES: int(0, 100_000).default(200),
+  // Passed through to the built-in scripts (models/_trainer_data.py): checked here so that a
+  // typo stops the server instead of failing every job. startup_checks.ts checks the file.
+  DATASET_PATH: z.string().min(1).optional(),
+  DATASET_TARGET: z.string().min(1).optional(),
+  DATASET_TASK: z.enum(["auto", "classification", "regression"], {
+    message: "must be auto, classification or regression",
+  }).optional(),
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",
   }).optional(),
@@ -50,6 +57,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(
       `HOST=${config.HOST} is not a loopback address: set API_TOKEN to require a bearer ` +
         `token, or ALLOW_INSECURE=1 to serve without one`,
+    );
+  }
+  if (config.DATASET_TARGET && !config.DATASET_PATH) {
+    throw new ConfigError(
+      `DATASET_TARGET=${config.DATASET_TARGET} names a column of DATASET_PATH, which is not ` +
+        `set: set DATASET_PATH to your CSV file, or unset DATASET_TARGET (the built-in ` +
+        `datasets have their own target)`,
     );
   }
   return Object.freeze(config);

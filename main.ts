@@ -11,6 +11,7 @@ import { servePort } from "./jobs/thread_port.ts";
 import { LocalPort } from "./jobs/worker_port.ts";
 import { loadRegistry } from "./models/registry.ts";
 import { RuntimeChecker } from "./models/runtime_checker.ts";
+import { checkSettings } from "./startup_checks.ts";
 
 const startedAt = new Date();
 const log = (message: string) => console.log(`[trainer] ${message}`);
@@ -27,6 +28,7 @@ const config = (() => {
     fail(e instanceof ConfigError ? e.message : String(e));
   }
 })();
+await checkSettings(config).catch((e) => fail(e instanceof ConfigError ? e.message : String(e)));
 // Held until the process ends: recovery below must never touch a live server's jobs.
 const databaseLock = await lockDatabase(config.DATABASE_URL).catch((e) => fail(e.message));
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(e.message));
@@ -34,7 +36,7 @@ const modelsDir = resolve(config.MODELS_DIR);
 const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
   .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${e.message}`));
 const store = await EventStore.open(database, systemClock);
-const recovered = await recover(store);
+const recovered = await recover(store, { modelsDir, log });
 if (recovered.interrupted.length || recovered.killed.length) {
   log(
     `recovered: ${recovered.interrupted.length} interrupted job(s), killed pids ${

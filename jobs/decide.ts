@@ -12,15 +12,20 @@ export type OutputEvent = EventOf<"log" | "progress" | "metrics" | "artifact" | 
 export interface ExitReport {
   exit_code: number | null;
   signal: string | null;
-  /** The artifact the job produced, if the file exists. */
+  /** The artifact the job produced, if the file exists and was accepted. */
   artifact: string | null;
+  /** Why the file the job produced is not accepted as a model (a symlink, say). */
+  artifact_refused?: string | null;
   stderr_tail: string;
   /** A reason the script itself reported before exiting (protocol `error` message). */
   script_failure: { reason: FailureReason; message: string } | null;
   /** Why the worker stopped the process, if it did. */
   stopped_for: "timeout" | "cancel" | "shutdown" | null;
   stopped_with: "SIGTERM" | "SIGKILL" | null;
+  /** True only when neither the group nor any process carrying the job's id is alive. */
   group_gone: boolean;
+  /** Processes outside the group, carrying the job's id, killed when the job ended. */
+  strays_killed?: number[];
   timeout_seconds?: number;
 }
 
@@ -30,7 +35,9 @@ export type Command =
   | { type: "output"; events: OutputEvent[] }
   | { type: "exit"; report: ExitReport }
   | { type: "cancel"; reason: string }
-  | { type: "fail"; reason: FailureReason; error: string; evidence?: Record<string, unknown> };
+  | { type: "fail"; reason: FailureReason; error: string; evidence?: Record<string, unknown> }
+  /** Processes of an ended job, still carrying its id, were found and killed (at restart). */
+  | { type: "strays_killed"; pids: number[] };
 
 /** Decides one command against one job's state. */
 export function decide(command: Command, state: JobState | undefined, jobId: string): JobEvent[] {
@@ -86,6 +93,15 @@ export function decide(command: Command, state: JobState | undefined, jobId: str
           evidence: command.evidence ?? null,
         },
       }];
+    case "strays_killed":
+      if (command.pids.length === 0) return [];
+      return [{
+        type: "warning",
+        data: {
+          message: `killed ${command.pids.length} process(es) still carrying this job's ` +
+            `TRAIN_JOB_ID after it ended (pids ${command.pids.join(", ")})`,
+        },
+      }];
     default: {
       const never: never = command;
       throw new Error(`unhandled command ${JSON.stringify(never)}`);
@@ -101,6 +117,7 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
       signal: r.signal,
       stopped_with: r.stopped_with,
       group_gone: r.group_gone,
+      ...(r.strays_killed?.length ? { strays_killed: r.strays_killed } : {}),
     },
   };
   // Only a recorded process can end: a parent job's "running" is derived from its children.
@@ -114,7 +131,12 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
       exit_code: r.exit_code,
       signal: r.signal,
       evidence: r.stopped_for
-        ? { stopped_for: r.stopped_for, stopped_with: r.stopped_with, group_gone: r.group_gone }
+        ? {
+          stopped_for: r.stopped_for,
+          stopped_with: r.stopped_with,
+          group_gone: r.group_gone,
+          ...(r.strays_killed?.length ? { strays_killed: r.strays_killed } : {}),
+        }
         : null,
     },
   }, processEnded];
@@ -135,6 +157,9 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
         message: "Training completed successfully",
       },
     }, processEnded];
+  }
+  if (r.exit_code === 0 && r.artifact_refused) {
+    return failed("artifact_refused", `${r.artifact_refused}; the model is not accepted${tail}`);
   }
   if (r.exit_code === 0) {
     return failed("artifact_missing", `the script exited 0 but wrote no model file${tail}`);

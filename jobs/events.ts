@@ -12,6 +12,7 @@ export type JobStatus = z.infer<typeof JobStatus>;
 export const FAILURE_REASONS = [
   "exit_nonzero",
   "artifact_missing",
+  "artifact_refused",
   "timeout",
   "interrupted",
   "killed",
@@ -115,7 +116,10 @@ export const ProcessExited = z.object({
     exit_code: z.number().int().nullable(),
     signal: z.string().nullable(),
     stopped_with: z.enum(["SIGTERM", "SIGKILL"]).nullable(),
+    /** No process of the group and none carrying the job's id was left alive. */
     group_gone: z.boolean(),
+    /** Processes that had left the group (setsid) and were killed when the job ended. */
+    strays_killed: z.array(z.number().int()).optional(),
   }),
 });
 

@@ -93,10 +93,13 @@ export async function stopGroup(
   return { stopped_with: "SIGKILL", group_gone: await waitGroupGone(pgid, 1000) };
 }
 
-/** Live processes whose environment carries `TRAIN_JOB_ID` of one of `jobIds`: pid -> job id. */
-export function findJobProcesses(jobIds: ReadonlySet<string>): Map<number, string> {
+/**
+ * Live processes whose environment carries `TRAIN_JOB_ID` of one of `jobIds` (of any job when
+ * `jobIds` is null): pid -> job id.
+ */
+export function findJobProcesses(jobIds: ReadonlySet<string> | null): Map<number, string> {
   const found = new Map<number, string>();
-  if (jobIds.size === 0) return found;
+  if (jobIds?.size === 0) return found;
   let entries: Iterable<Deno.DirEntry>;
   try {
     entries = Deno.readDirSync("/proc");
@@ -112,10 +115,39 @@ export function findJobProcesses(jobIds: ReadonlySet<string>): Map<number, strin
       continue;
     }
     const match = /(?:^|\0)TRAIN_JOB_ID=([^\0]*)/.exec(environ);
-    if (!match || !jobIds.has(match[1])) continue;
+    if (!match || (jobIds && !jobIds.has(match[1]))) continue;
     // A zombie is already dead: only its parent's wait is missing.
     const state = readStat(Number(entry.name))?.state;
     if (state && state !== "Z" && state !== "X") found.set(Number(entry.name), match[1]);
   }
   return found;
+}
+
+/**
+ * Kills every live process still carrying `jobId` in its environment, such as a daemon that
+ * left the job's group with setsid, and waits up to `ms` for them to die. SIGKILL at once:
+ * the group had its grace already. Scanned again while waiting, so a process that forked
+ * between the scan and the kill is caught too.
+ */
+export async function killJobProcesses(
+  jobId: string,
+  ms = 1000,
+): Promise<{ killed: number[]; gone: boolean }> {
+  const ids = new Set([jobId]);
+  const killed = new Set<number>();
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const alive = [...findJobProcesses(ids).keys()];
+    if (alive.length === 0) return { killed: [...killed], gone: true };
+    if (Date.now() >= deadline) return { killed: [...killed], gone: false };
+    for (const pid of alive) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+        killed.add(pid);
+      } catch {
+        // gone already
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

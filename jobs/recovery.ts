@@ -12,6 +12,7 @@ import {
   findJobProcesses,
   groupAlive,
   isSameProcess,
+  killJobProcesses,
   signalGroup,
   waitGroupGone,
 } from "./process.ts";
@@ -52,11 +53,19 @@ export async function lockDatabase(url: string, waitMs = 3000): Promise<Deno.FsF
   return file;
 }
 
+export interface RecoveryOptions {
+  modelsDir: string;
+  log?: (message: string) => void;
+}
+
 /** Resolves what an earlier server left behind. Call before the supervisor starts. */
-export async function recover(store: EventStore): Promise<RecoveryResult> {
+export async function recover(store: EventStore, opts: RecoveryOptions): Promise<RecoveryResult> {
   const active = store.activeJobs();
-  const strays = findJobProcesses(new Set(active.map((j) => j.job_id)));
+  // One scan for every job id: the active jobs' strays, and those of jobs that ended while
+  // a process of theirs escaped (the server died before it could kill them, say).
+  const strays = findJobProcesses(null);
   const result: RecoveryResult = { interrupted: [], killed: [] };
+  await reapEnded(store, strays, new Set(active.map((j) => j.job_id)), result);
   for (const job of active) {
     const p = job.process;
     const mine = [...strays].filter(([, id]) => id === job.job_id).map(([pid]) => pid);
@@ -83,7 +92,13 @@ export async function recover(store: EventStore): Promise<RecoveryResult> {
       signal: groupOurs || mine.length ? "SIGKILL" : null,
       group_gone: groupGone,
     };
-    if (job.artifact_path) await removeArtifacts(job.artifact_path);
+    if (job.artifact_path) {
+      await removeArtifacts(opts.modelsDir, job.artifact_path, {
+        // Only files written since the job started are its own.
+        writtenSince: Date.parse(job.started_at ?? job.created_at),
+        log: (m) => opts.log?.(`job ${job.job_id}: ${m}`),
+      });
+    }
     await store.run(async (uow) => {
       if (job.status === "running" || (job.status === "started" && p)) {
         result.interrupted.push(job.job_id);
@@ -114,4 +129,26 @@ export async function recover(store: EventStore): Promise<RecoveryResult> {
     });
   }
   return result;
+}
+
+/**
+ * Kills the processes of jobs that already ended but still carry their id, and records the
+ * kill on each job as a warning. Ids this database does not know are left alone: they
+ * belong to another server's jobs.
+ */
+async function reapEnded(
+  store: EventStore,
+  strays: ReadonlyMap<number, string>,
+  active: ReadonlySet<string>,
+  result: RecoveryResult,
+): Promise<void> {
+  const ended = new Set([...strays.values()].filter((id) => !active.has(id)));
+  for (const id of ended) {
+    const job = await store.load(id);
+    if (!job) continue;
+    const { killed } = await killJobProcesses(id, 2000);
+    if (killed.length === 0) continue;
+    result.killed.push(...killed);
+    await store.run((uow) => uow.execute(id, { type: "strays_killed", pids: killed }));
+  }
 }

@@ -9,6 +9,7 @@ import type { JobState } from "./state.ts";
 import { OutputCollector } from "./output.ts";
 import {
   groupAlive,
+  killJobProcesses,
   readStartTicks,
   signalGroup,
   stopGroup,
@@ -18,7 +19,7 @@ import {
 import type { WorkerPort } from "./worker_port.ts";
 import { PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
-import { removeArtifacts } from "../models/artifacts.ts";
+import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -40,6 +41,7 @@ interface Running {
   collector: OutputCollector;
   /** Both output streams read to their end. */
   reading: Promise<unknown>;
+  launchedAt: number;
   stopping: StopReason | null;
   stopped: Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> | null;
   timer: ReturnType<typeof setTimeout> | null;
@@ -87,8 +89,12 @@ export class Supervisor {
           break;
         }
         this.#launching++;
-        const r = await this.#launch(job).catch((e) => {
-          this.opts.log?.(`job ${job.job_id}: launch failed: ${e}`);
+        const r = await this.#launch(job).catch(async (e) => {
+          // Off the queue and not running: unless recorded as failed, it would wait forever.
+          const why = e instanceof Error ? e.message : String(e);
+          this.opts.log?.(`job ${job.job_id}: launch failed: ${why}`);
+          await this.port.fail(job.job_id, "spawn_failed", `the job could not start: ${why}`)
+            .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
           return null;
         }).finally(() => this.#launching--);
         if (r) {
@@ -138,11 +144,15 @@ export class Supervisor {
       return null;
     }
     const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
-    await Deno.mkdir(this.opts.modelsDir, { recursive: true });
+    await Deno.mkdir(this.opts.modelsDir, { recursive: true }).catch((e) => {
+      throw new Error(`MODELS_DIR ${this.opts.modelsDir} cannot be created (${e.message})`);
+    });
     // Checked right before spawning, with no await in between: shutdown() stops every job
     // in #running, so none may be spawned after it looked.
     if (!this.#accepting) return null;
     let child: Deno.ChildProcess;
+    // Taken before the spawn: every file the job writes is newer (see removeArtifacts).
+    const launchedAt = Date.now();
     try {
       child = new Deno.Command(command[0], {
         args: command.slice(1),
@@ -173,6 +183,7 @@ export class Supervisor {
         collector.consume(child.stdout, "stdout"),
         collector.consume(child.stderr, "stderr"),
       ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
+      launchedAt,
       stopping: null,
       stopped: null,
       timer: null,
@@ -204,44 +215,58 @@ export class Supervisor {
     const status = await child.status;
     clearTimeout(r.timer);
     // The leader is gone; anything it left in its group must not outlive the job or hold
-    // its pipes open.
-    let leftovers: { stopped_with: StopSignal | null; group_gone: boolean } | null = null;
-    if (!r.stopping && groupAlive(child.pid)) {
+    // its pipes open. A stop in progress keeps its grace period.
+    let stop: { stopped_with: StopSignal | null; group_gone: boolean };
+    if (r.stopped) stop = await r.stopped;
+    else if (groupAlive(child.pid)) {
       signalGroup(child.pid, "SIGKILL");
-      leftovers = { stopped_with: null, group_gone: await waitGroupGone(child.pid, 1000) };
+      stop = { stopped_with: null, group_gone: await waitGroupGone(child.pid, 1000) };
+    } else stop = { stopped_with: null, group_gone: true };
+    // A process that left the group (setsid) still carries the job's id: it dies with the job.
+    const strays = await killJobProcesses(job.job_id);
+    if (strays.killed.length) {
+      this.opts.log?.(`job ${job.job_id}: killed escaped process(es) ${strays.killed.join(", ")}`);
     }
-    // A process that left the group can hold the pipes open forever; its output after the
-    // job ended is not the job's.
+    // One that escaped even that can hold the pipes open forever; its output after the job
+    // ended is not the job's.
     if (!await settlesWithin(r.reading, PIPE_DRAIN_MS)) {
       this.opts.log?.(`job ${job.job_id}: output pipes still open after exit; not waiting`);
     }
     await collector.close();
-    const stop = r.stopped
-      ? await r.stopped
-      : leftovers ?? { stopped_with: null, group_gone: !groupAlive(child.pid) };
-    const artifact = await existing(collector.artifact ?? job.artifact_path);
+    const path = collector.artifact ?? job.artifact_path;
+    const produced = r.stopping || !path ? null : await acceptArtifact(this.opts.modelsDir, path);
+    const artifact = produced && "path" in produced ? produced.path : null;
     const report: ExitReport = {
       exit_code: status.signal ? null : status.code,
       signal: status.signal,
-      artifact: r.stopping ? null : artifact,
+      artifact,
+      artifact_refused: produced && "refused" in produced ? produced.refused : null,
       stderr_tail: collector.stderrTail.slice(-10).join("\n"),
       script_failure: collector.scriptFailure,
       stopped_for: r.stopping,
       stopped_with: stop.stopped_with,
-      group_gone: stop.group_gone,
+      group_gone: stop.group_gone && strays.gone,
+      strays_killed: strays.killed,
       timeout_seconds: job.timeout_seconds,
     };
-    if (r.stopping || !(status.success && artifact)) {
-      const paths = new Set([job.artifact_path, collector.artifact].filter((p) => p !== null));
-      for (const path of paths) {
-        await removeArtifacts(path).catch((e) => {
-          this.opts.log?.(`job ${job.job_id}: could not remove its files (${e})`);
-        });
-      }
-    }
+    if (r.stopping || !(status.success && artifact)) await this.#removeFiles(r);
     await this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
     });
+  }
+
+  /** Removes what a job that did not complete wrote: its exact files, nothing else. */
+  async #removeFiles(r: Running): Promise<void> {
+    const { job, collector } = r;
+    const log = (m: string) => this.opts.log?.(`job ${job.job_id}: ${m}`);
+    const paths = new Set([job.artifact_path, collector.artifact].filter((p) => p !== null));
+    for (const path of paths) {
+      await removeArtifacts(this.opts.modelsDir, path, {
+        pid: r.child.pid,
+        writtenSince: r.launchedAt,
+        log,
+      }).catch((e) => log(`could not remove its files (${e})`));
+    }
   }
 
   #env(job: JobState, passThrough: string[]): Record<string, string> {
@@ -274,14 +299,5 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
     return await Promise.race([p.then(() => true), timeout]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function existing(path: string | null): Promise<string | null> {
-  if (!path) return null;
-  try {
-    return (await Deno.stat(path)).isFile ? path : null;
-  } catch {
-    return null;
   }
 }

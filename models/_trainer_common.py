@@ -154,11 +154,13 @@ def parse_hyperparameters(text: str, specs: dict) -> dict:
 # --- files ----------------------------------------------------------------------
 
 def write_atomic(path: str, write) -> None:
-    """Write through ``<name>.tmp-<pid>`` in the same directory, then rename.
+    """Write through ``<name>.tmp`` in the same directory, then rename.
 
-    Readers never see a partial file; a kill mid-write leaves only the .tmp.
+    Readers never see a partial file; a kill mid-write leaves only the .tmp.  The name is
+    fixed, not per pid, so that the server can remove an unfinished job's temp file by its
+    exact name: every job has its own artifact path, so no two writers share it.
     """
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as handle:
             write(handle)

@@ -1,5 +1,6 @@
 /** Model files in the models directory: naming new ones, listing and finding existing ones. */
-import { join, relative, resolve, sep } from "node:path";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { UnavailableError } from "../errors.ts";
 
 const MODEL_FILE = /^(?<type>[a-z0-9][a-z0-9._-]*?)_model_(?<date>\d{4}-\d{2}-\d{2})/;
 /** Files beside models that are not models: metadata and unfinished writes. */
@@ -78,7 +79,13 @@ async function scanModels(modelsDir: string, withMetadata: boolean) {
       });
     }
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    // Not a server bug: the folder vanished, became a file or unreadable after start.
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new UnavailableError(
+        `MODELS_DIR ${dir} cannot be read (${(e as Error).message}); ask the operator to ` +
+          `make it a readable folder again`,
+      );
+    }
   }
   // By the exact mtime: `modified` shows whole seconds, and two jobs often finish in one.
   return files.sort((a, b) => b.mtimeMs - a.mtimeMs || b.file.name.localeCompare(a.file.name));
@@ -115,18 +122,93 @@ function displayPath(full: string): string {
   return rel.startsWith("..") ? full : rel;
 }
 
-/** Removes a job's model file, metadata and unfinished writes (after a cancel or failure). */
-export async function removeArtifacts(artifactPath: string): Promise<string[]> {
-  const dir = resolve(artifactPath, "..");
-  const base = artifactPath.slice(dir.length + 1).replace(/\.[^.]+$/, "");
+/**
+ * The exact names a job may have written for `artifact`: the model, its metadata and the
+ * temp file of each (`<name>.tmp`, see models/_trainer_common.py; `<name>.tmp-<pid>` from
+ * scripts that name temp files after their pid, when `pid` is known).
+ */
+export function jobFileNames(artifact: string, pid?: number): string[] {
+  const names = [artifact, metadataPathFor(artifact)];
+  const temps = (name: string) => [`${name}.tmp`, ...(pid ? [`${name}.tmp-${pid}`] : [])];
+  return [...new Set(names.flatMap((name) => [name, ...temps(name)]))];
+}
+
+export interface RemoveOptions {
+  /** The pid of the job's process, for temp files named after it. */
+  pid?: number;
+  /**
+   * Only files modified at or after this time (ms) are removed: a path a script merely
+   * reported (another job's finished model, say) is not a file this job wrote.
+   */
+  writtenSince?: number;
+  log?: (message: string) => void;
+}
+
+/**
+ * Removes a job's files after a cancel or failure: exactly the names of `jobFileNames`, never
+ * by prefix. A name is removed only when its folder resolves (realpath) inside MODELS_DIR, so
+ * a symlinked folder never leads outside; a symlink itself is unlinked, never followed.
+ * Returns the removed paths; each removal is logged.
+ */
+export async function removeArtifacts(
+  modelsDir: string,
+  artifact: string,
+  opts: RemoveOptions = {},
+): Promise<string[]> {
+  const root = await realDir(modelsDir);
+  if (!root) return [];
   const removed: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      if (!entry.name.startsWith(base)) continue;
-      await Deno.remove(join(dir, entry.name)).then(() => removed.push(entry.name), () => {});
+  for (const name of jobFileNames(resolve(modelsDir, artifact), opts.pid)) {
+    const target = await placeInside(root, name);
+    if (!target) continue;
+    const info = await Deno.lstat(target).catch(() => null);
+    if (!info || info.isDirectory) continue;
+    const mtime = info.mtime?.getTime() ?? 0;
+    if (opts.writtenSince !== undefined && mtime < opts.writtenSince) continue;
+    try {
+      await Deno.remove(target);
+      removed.push(target);
+      opts.log?.(`removed ${target}`);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) opts.log?.(`could not remove ${target}: ${e}`);
     }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   return removed;
+}
+
+/**
+ * Checks the model file a job produced: a regular file (not a symlink) whose real path lies
+ * inside MODELS_DIR. Returns the path, null when there is no such file, or why it is refused.
+ */
+export async function acceptArtifact(
+  modelsDir: string,
+  path: string,
+): Promise<{ path: string } | { refused: string } | null> {
+  const info = await Deno.lstat(path).catch(() => null);
+  if (!info) return null;
+  if (info.isSymlink) {
+    return { refused: `the model file ${path} is a symlink; a model must be a regular file` };
+  }
+  if (!info.isFile) return { refused: `the model path ${path} is not a regular file` };
+  const root = await realDir(modelsDir);
+  const real = await Deno.realPath(path).catch(() => null);
+  if (!root || !real || !isInside(root, real)) {
+    return { refused: `the model file ${path} resolves outside MODELS_DIR (${real ?? "?"})` };
+  }
+  return { path };
+}
+
+async function realDir(dir: string): Promise<string | null> {
+  return await Deno.realPath(dir).catch(() => null);
+}
+
+/**
+ * `path` with its folder resolved, when that folder lies in or under `root` (already real);
+ * else null. The last component is kept as is, so a symlink there is never followed.
+ */
+async function placeInside(root: string, path: string): Promise<string | null> {
+  const folder = await Deno.realPath(dirname(path)).catch(() => null);
+  if (!folder) return null;
+  const target = join(folder, basename(path));
+  return isInside(root, target) ? target : null;
 }

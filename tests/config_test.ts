@@ -19,6 +19,9 @@ Deno.test("defaults", () => {
     API_TOKEN: undefined,
     TRAIN_PYTHON: undefined,
     CORS_ORIGINS: undefined,
+    DATASET_PATH: undefined,
+    DATASET_TARGET: undefined,
+    DATASET_TASK: undefined,
   });
   assert.ok(Object.isFrozen(c));
   assert.deepEqual({ ...loadConfig({ PORT: "", API_TOKEN: "" }) }, { ...c }, "empty means unset");
@@ -64,6 +67,7 @@ Deno.test("a bad value stops the start with a message naming the variable", asyn
     ["ALLOW_INSECURE", "yes"],
     ["DATABASE_URL", "postgres://x"],
     ["DATABASE_URL", "data/trainer.db"],
+    ["DATASET_TASK", "classify"],
   ];
   for (const [name, value] of bad) {
     await t.step(`${name}=${value}`, () => {
@@ -74,6 +78,10 @@ Deno.test("a bad value stops the start with a message naming the variable", asyn
       });
     });
   }
+  await t.step("DATASET_TARGET without DATASET_PATH", () => {
+    assert.throws(() => loadConfig({ DATASET_TARGET: "y" }), /DATASET_TARGET=y .*DATASET_PATH/);
+    assert.equal(loadConfig({ DATASET_TARGET: "y", DATASET_PATH: "d.csv" }).DATASET_TARGET, "y");
+  });
   await t.step("every bad variable is named at once", () => {
     assert.throws(
       () => loadConfig({ PORT: "x", MAX_CONCURRENT_JOBS: "y" }),

@@ -110,6 +110,12 @@ Deno.test("exit report mapping", async (t) => {
   const cases: [string, Report, string, RegExp][] = [
     ["exit 0 without artifact", { artifact: null }, "artifact_missing", /wrote no model file/],
     [
+      "exit 0 with a refused artifact",
+      { artifact: null, artifact_refused: "the model file /m/x is a symlink" },
+      "artifact_refused",
+      /\/m\/x is a symlink; the model is not accepted/,
+    ],
+    [
       "non-zero exit",
       { exit_code: 3, artifact: null, stderr_tail: "boom" },
       "exit_nonzero",
@@ -162,6 +168,21 @@ Deno.test("exit report mapping", async (t) => {
       stopped_with: "SIGKILL",
       group_gone: true,
     });
+  });
+  await t.step("escaped processes killed at the end are recorded", () => {
+    const { events } = ended({ strays_killed: [71, 72], group_gone: true });
+    const exited = events.find((e) => e.type === "process_exited");
+    assert.deepEqual(exited?.data, {
+      exit_code: 0,
+      signal: null,
+      stopped_with: null,
+      group_gone: true,
+      strays_killed: [71, 72],
+    });
+    const stopped = ended({ stopped_for: "timeout", strays_killed: [73] }).events[0];
+    assert.deepEqual(stopped.type === "failed" && stopped.data.evidence?.strays_killed, [73]);
+    const none = ended({ strays_killed: [] }).events.find((e) => e.type === "process_exited");
+    assert.equal(none && "strays_killed" in none.data, false, "old shape when none escaped");
   });
   await t.step("a cancelled job's exit only records how the process ended", () => {
     const before = given([submit(), start(), cancel]);
@@ -237,5 +258,22 @@ Deno.test("fail", async (t) => {
   });
   await t.step("an unknown job -> NotFoundError", () => {
     assert.throws(() => decide(fail, undefined, JOB), NotFoundError);
+  });
+});
+
+Deno.test("strays_killed", async (t) => {
+  await t.step("an ended job records the kill as a warning naming the pids", () => {
+    const { events, state } = when(given([submit(), start(), exit()]), {
+      type: "strays_killed",
+      pids: [81, 82],
+    });
+    assert.equal(events.length, 1);
+    assert.equal(events[0].type, "warning");
+    assert.match(state.warnings.at(-1) ?? "", /killed 2 process\(es\).*pids 81, 82/);
+    assert.equal(state.status, "completed");
+  });
+  await t.step("nothing killed, nothing recorded", () => {
+    const done = given([submit(), start(), exit()]);
+    assert.deepEqual(decide({ type: "strays_killed", pids: [] }, done, JOB), []);
   });
 });

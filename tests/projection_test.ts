@@ -87,6 +87,8 @@ function randomExit(r: Rng): Command {
         stopped_with: "SIGKILL",
         group_gone: false,
       }),
+      exitReport({ artifact: null, artifact_refused: "the model file is a symlink" }),
+      exitReport({ strays_killed: [4242, 4243] }),
     ]),
   };
 }
@@ -107,6 +109,7 @@ function leafLife(r: Rng, deps: JobDeps, id: string, n: number): Action[] {
   if (r.chance(0.9)) life.push(run(randomExit(r)));
   if (r.chance(0.2)) life.push(run({ type: "output", events: randomOutput(r, n) }));
   if (r.chance(0.1)) life.push(() => cancelJob(deps, id, "cancel after the end"));
+  if (r.chance(0.1)) life.push(run({ type: "strays_killed", pids: [9000 + n] }));
   return life;
 }
 
