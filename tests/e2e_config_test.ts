@@ -27,6 +27,32 @@ Deno.test("e2e: bad configuration stops the server with a message naming the var
         assert.doesNotMatch(output, /listening on/);
       });
     }
+    await t.step(
+      "settings that parse but cannot work: exit code 2, naming the variable",
+      async () => {
+        const file = await ws.write("plain-file", "");
+        const csv = await ws.write("data.csv", "a,b,label\n1,2,x\n");
+        const cases: [Record<string, string>, RegExp][] = [
+          [{ MODELS_DIR: `${file}/models` }, /MODELS_DIR=\S+plain-file\/models cannot be created/],
+          [
+            { DATASET_PATH: `${ws.dir}/missing.csv` },
+            /DATASET_PATH=\S+missing\.csv does not exist/,
+          ],
+          [{ DATASET_TASK: "clasification" }, /DATASET_TASK="clasification"/],
+          [
+            { DATASET_PATH: csv, DATASET_TARGET: "y" },
+            /DATASET_TARGET=y is not a column.*a, b, label/,
+          ],
+          [{ DATASET_TARGET: "label" }, /DATASET_TARGET=label .*DATASET_PATH.* not set/],
+        ];
+        const results = await Promise.all(cases.map(([env]) => runServerToExit(ws.env(env))));
+        for (const [i, { code, output }] of results.entries()) {
+          assert.equal(code, 2, output);
+          assert.match(output, cases[i][1]);
+          assert.doesNotMatch(output, /listening on/);
+        }
+      },
+    );
     await t.step("a PORT already in use", async () => {
       using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
       const port = String((listener.addr as Deno.NetAddr).port);
