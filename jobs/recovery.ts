@@ -94,8 +94,9 @@ export async function recover(store: EventStore, opts: RecoveryOptions): Promise
     };
     if (job.artifact_path) {
       await removeArtifacts(opts.modelsDir, job.artifact_path, {
-        // Only files written since the job started are its own.
-        writtenSince: Date.parse(job.started_at ?? job.created_at),
+        // Only files written since the job was submitted can be its own. Not since its start:
+        // that is stamped after the spawn, and a quick script may write before it.
+        writtenSince: Date.parse(job.created_at),
         log: (m) => opts.log?.(`job ${job.job_id}: ${m}`),
       });
     }
