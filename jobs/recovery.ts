@@ -74,14 +74,10 @@ export async function recover(store: EventStore, opts: RecoveryOptions): Promise
     // The recorded group is ours only while its leader is, or while members carry our job id.
     const groupOurs = p !== null && groupAlive(p.pgid) && (leaderAlive || mine.length > 0);
     if (groupOurs) signalGroup(p!.pgid, "SIGKILL");
-    for (const pid of mine) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    const groupGone = p ? (groupOurs ? await waitGroupGone(p.pgid, 2000) : true) : true;
+    const killed = mine.length ? await killJobProcesses(job.job_id, 2000) : null;
+    // Gone only when neither the group nor any process carrying the job's id is left.
+    const groupGone = (p && groupOurs ? await waitGroupGone(p.pgid, 2000) : true) &&
+      (killed?.gone ?? true);
     result.killed.push(...mine);
     const evidence = {
       previous_worker: p?.worker_id ?? null,
