@@ -133,6 +133,12 @@ export function jobFileNames(artifact: string, pid?: number): string[] {
   return [...new Set(names.flatMap((name) => [name, ...temps(name)]))];
 }
 
+/**
+ * File times come from the kernel's coarse clock, up to a tick (1-10 ms) behind Date.now():
+ * a file written just after the job's start may look a little older than the start.
+ */
+const MTIME_SLACK_MS = 50;
+
 export interface RemoveOptions {
   /** The pid of the job's process, for temp files named after it. */
   pid?: number;
@@ -164,7 +170,7 @@ export async function removeArtifacts(
     const info = await Deno.lstat(target).catch(() => null);
     if (!info || info.isDirectory) continue;
     const mtime = info.mtime?.getTime() ?? 0;
-    if (opts.writtenSince !== undefined && mtime < opts.writtenSince) continue;
+    if (opts.writtenSince !== undefined && mtime + MTIME_SLACK_MS < opts.writtenSince) continue;
     try {
       await Deno.remove(target);
       removed.push(target);
