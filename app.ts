@@ -9,7 +9,13 @@ import { AppError } from "./errors.ts";
 import type { JobDeps } from "./jobs/service.ts";
 import type { RuntimeChecker } from "./models/runtime_checker.ts";
 import { healthRoutes } from "./routes/health.ts";
-import { bearerAuth, limitBody, shutdownGate } from "./routes/middleware.ts";
+import {
+  bearerAuth,
+  hostCheck,
+  limitBody,
+  originCheck,
+  shutdownGate,
+} from "./routes/middleware.ts";
 import { trainRoutes } from "./routes/train.ts";
 
 export interface AppDeps {
@@ -20,6 +26,11 @@ export interface AppDeps {
   apiToken?: string;
   /** Origins a web page may call the API from ("*" for any); none when unset. */
   corsOrigins?: string;
+  /**
+   * Host names answered besides loopback ones (ALLOWED_HOSTS); `null` answers any Host, for
+   * a bind that is not loopback. Unset means loopback names only.
+   */
+  allowedHosts?: readonly string[] | null;
   maxConcurrent: number;
   logTailLines: number;
   lifecycle: { shuttingDown: boolean };
@@ -44,6 +55,7 @@ const ROUTES: [string, string[]][] = [
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono({ strict: false });
+  if (deps.allowedHosts !== null) app.use(hostCheck(deps.allowedHosts ?? []));
   if (deps.corsOrigins) {
     const origins = deps.corsOrigins.split(",");
     app.use(cors({
@@ -53,6 +65,7 @@ export function createApp(deps: AppDeps): Hono {
       exposeHeaders: ["Idempotent-Replayed"],
     }));
   }
+  app.use(originCheck(deps.corsOrigins));
   app.use(shutdownGate(deps.lifecycle));
   app.use(bearerAuth(deps.apiToken, ["/health"]));
   app.use(limitBody(MAX_BODY_BYTES));

@@ -69,6 +69,8 @@ export interface AppOptions {
   supervisor?: boolean;
   apiToken?: string;
   corsOrigins?: string;
+  /** As AppDeps.allowedHosts: unset answers loopback names only, as the default HOST does. */
+  allowedHosts?: readonly string[] | null;
   maxConcurrent?: number;
   graceSeconds?: number;
   defaultTimeoutSeconds?: number;
@@ -146,6 +148,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     runtimes,
     apiToken: opts.apiToken,
     corsOrigins: opts.corsOrigins,
+    allowedHosts: opts.allowedHosts,
     maxConcurrent,
     logTailLines: opts.logTailLines ?? 200,
     lifecycle,
