@@ -5,6 +5,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { Database } from "./db/client.ts";
 import type { EventStore } from "./db/event_store.ts";
+import { loadConfig } from "./config.ts";
 import { AppError } from "./errors.ts";
 import type { JobDeps } from "./jobs/service.ts";
 import type { RuntimeChecker } from "./models/runtime_checker.ts";
@@ -33,11 +34,17 @@ export interface AppDeps {
   allowedHosts?: readonly string[] | null;
   maxConcurrent: number;
   logTailLines: number;
+  /** LOG_TAIL_BYTES; the default when unset. */
+  logTailBytes?: number;
+  /** LOG_PAGE_BYTES; the default when unset. */
+  logPageBytes?: number;
   lifecycle: { shuttingDown: boolean };
   startedAt?: Date;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/** config.ts holds every default; an empty environment yields them. */
+const DEFAULTS = loadConfig({});
 
 /** Paths the API serves, for 405 answers to other methods. */
 const ROUTES: [string, string[]][] = [
@@ -85,7 +92,13 @@ export function createApp(deps: AppDeps): Hono {
   );
   app.route(
     "/train",
-    trainRoutes({ db: deps.database.db, jobs: deps.jobs, logTailLines: deps.logTailLines }),
+    trainRoutes({
+      db: deps.database.db,
+      jobs: deps.jobs,
+      logTailLines: deps.logTailLines,
+      logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
+      logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
+    }),
   );
   for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
   app.notFound((c) => errorBody(c, 404, `no route ${c.req.method} ${c.req.path}`));

@@ -92,6 +92,8 @@ const app = createApp({
   allowedHosts: isLoopback(config.HOST) ? config.ALLOWED_HOSTS ?? [] : null,
   maxConcurrent: config.MAX_CONCURRENT_JOBS,
   logTailLines: config.LOG_TAIL_LINES,
+  logTailBytes: config.LOG_TAIL_BYTES,
+  logPageBytes: config.LOG_PAGE_BYTES,
   lifecycle,
   startedAt,
 });

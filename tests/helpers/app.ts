@@ -75,6 +75,8 @@ export interface AppOptions {
   graceSeconds?: number;
   defaultTimeoutSeconds?: number;
   logTailLines?: number;
+  logTailBytes?: number;
+  logPageBytes?: number;
 }
 
 export interface TestApp extends TestStore {
@@ -151,6 +153,8 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     allowedHosts: opts.allowedHosts,
     maxConcurrent,
     logTailLines: opts.logTailLines ?? 200,
+    logTailBytes: opts.logTailBytes,
+    logPageBytes: opts.logPageBytes,
     lifecycle,
   });
   supervisor?.start();
