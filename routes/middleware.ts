@@ -63,7 +63,7 @@ export function hostCheck(allowed: readonly string[]): MiddlewareHandler {
     if (isLoopback(name) || extra.has(name)) return await next();
     throw new AppError(
       421,
-      `this server listens on a loopback address and answers only localhost, 127.0.0.1 and ` +
+      `this server listens on a loopback address and answers only localhost, 127.x.y.z and ` +
         `[::1], not Host ${JSON.stringify(host)}; add the name to ALLOWED_HOSTS to serve it`,
     );
   };
