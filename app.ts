@@ -5,11 +5,18 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { Database } from "./db/client.ts";
 import type { EventStore } from "./db/event_store.ts";
+import { loadConfig } from "./config.ts";
 import { AppError } from "./errors.ts";
 import type { JobDeps } from "./jobs/service.ts";
 import type { RuntimeChecker } from "./models/runtime_checker.ts";
 import { healthRoutes } from "./routes/health.ts";
-import { bearerAuth, limitBody, shutdownGate } from "./routes/middleware.ts";
+import {
+  bearerAuth,
+  hostCheck,
+  limitBody,
+  originCheck,
+  shutdownGate,
+} from "./routes/middleware.ts";
 import { trainRoutes } from "./routes/train.ts";
 
 export interface AppDeps {
@@ -20,13 +27,24 @@ export interface AppDeps {
   apiToken?: string;
   /** Origins a web page may call the API from ("*" for any); none when unset. */
   corsOrigins?: string;
+  /**
+   * Host names answered besides loopback ones (ALLOWED_HOSTS); `null` answers any Host, for
+   * a bind that is not loopback. Unset means loopback names only.
+   */
+  allowedHosts?: readonly string[] | null;
   maxConcurrent: number;
   logTailLines: number;
+  /** LOG_TAIL_BYTES; the default when unset. */
+  logTailBytes?: number;
+  /** LOG_PAGE_BYTES; the default when unset. */
+  logPageBytes?: number;
   lifecycle: { shuttingDown: boolean };
   startedAt?: Date;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/** config.ts holds every default; an empty environment yields them. */
+const DEFAULTS = loadConfig({});
 
 /** Paths the API serves, for 405 answers to other methods. */
 const ROUTES: [string, string[]][] = [
@@ -44,6 +62,7 @@ const ROUTES: [string, string[]][] = [
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono({ strict: false });
+  if (deps.allowedHosts !== null) app.use(hostCheck(deps.allowedHosts ?? []));
   if (deps.corsOrigins) {
     const origins = deps.corsOrigins.split(",");
     app.use(cors({
@@ -53,6 +72,7 @@ export function createApp(deps: AppDeps): Hono {
       exposeHeaders: ["Idempotent-Replayed"],
     }));
   }
+  app.use(originCheck(deps.corsOrigins));
   app.use(shutdownGate(deps.lifecycle));
   app.use(bearerAuth(deps.apiToken, ["/health"]));
   app.use(limitBody(MAX_BODY_BYTES));
@@ -72,7 +92,13 @@ export function createApp(deps: AppDeps): Hono {
   );
   app.route(
     "/train",
-    trainRoutes({ db: deps.database.db, jobs: deps.jobs, logTailLines: deps.logTailLines }),
+    trainRoutes({
+      db: deps.database.db,
+      jobs: deps.jobs,
+      logTailLines: deps.logTailLines,
+      logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
+      logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
+    }),
   );
   for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
   app.notFound((c) => errorBody(c, 404, `no route ${c.req.method} ${c.req.path}`));

@@ -6,6 +6,10 @@ import { z } from "zod";
 
 const flag = z.enum(["0", "1", "true", "false", ""]).transform((v) => v === "1" || v === "true");
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const HOST_NAME = String.raw`(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(:\d+)?`;
+const HOST_LIST = new RegExp(`^${HOST_NAME}(,${HOST_NAME})*$`);
 
 const ConfigSchema = z.object({
   PORT: int(0, 65535).default(8000),
@@ -30,9 +34,14 @@ const ConfigSchema = z.object({
   DATASET_TASK: z.enum(["auto", "classification", "regression"], {
     message: "must be auto, classification or regression",
   }).optional(),
+  LOG_TAIL_BYTES: int(1024, 16 * MiB).default(64 * KiB),
+  LOG_PAGE_BYTES: int(64 * KiB, 64 * MiB).default(4 * MiB),
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",
   }).optional(),
+  ALLOWED_HOSTS: z.string().regex(HOST_LIST, {
+    message: "must be a comma-separated list of host names, like trainer.internal,my-pc.lan",
+  }).transform((v) => v.split(",").map(hostPart)).optional(),
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
@@ -76,4 +85,15 @@ export function isLoopback(host: string): boolean {
   const v4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
   if (v4) return v4.slice(1).every((part) => Number(part) <= 255);
   return h === "localhost" || h === "::1" || h === "[::1]";
+}
+
+/**
+ * The host part of a Host header or host name, as isLoopback and ALLOWED_HOSTS compare it:
+ * lower case, without the port or a final dot; an IPv6 address keeps its brackets.
+ */
+export function hostPart(host: string): string {
+  const h = host.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1) || h;
+  const name = h.split(":")[0];
+  return name.endsWith(".") ? name.slice(0, -1) : name;
 }

@@ -1,7 +1,7 @@
 /** Wiring only: configuration, database, recovery, supervisor, HTTP server, signals. */
 import { resolve } from "node:path";
 import { createApp } from "./app.ts";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, isLoopback, loadConfig } from "./config.ts";
 import { randomId, systemClock } from "./db/clock.ts";
 import { openDatabase } from "./db/client.ts";
 import { EventStore } from "./db/event_store.ts";
@@ -90,8 +90,12 @@ const app = createApp({
   runtimes,
   apiToken: config.API_TOKEN,
   corsOrigins: config.CORS_ORIGINS,
+  // Off on a public bind: there the Host is whatever name the machine is reached by.
+  allowedHosts: isLoopback(config.HOST) ? config.ALLOWED_HOSTS ?? [] : null,
   maxConcurrent: config.MAX_CONCURRENT_JOBS,
   logTailLines: config.LOG_TAIL_LINES,
+  logTailBytes: config.LOG_TAIL_BYTES,
+  logPageBytes: config.LOG_PAGE_BYTES,
   lifecycle,
   startedAt,
 });

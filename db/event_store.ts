@@ -191,9 +191,13 @@ export class EventStore {
   }
 }
 
-/** A second stream with the same id fails the (job_id, version) index: the job exists. */
+/**
+ * A second stream with the same id collides on (job_id, version): the job exists. The
+ * append-only trigger (migration 0002) refuses it before the unique index would.
+ */
 function asConflict(error: unknown): unknown {
-  return /UNIQUE constraint failed: events\.job_id, events\.version/.test(String(error))
+  return /this job_id and version already exists|UNIQUE constraint failed: events\.job_id, events\.version/
+      .test(String(error))
     ? new ConflictError("a job with this id already exists")
     : error;
 }

@@ -1,4 +1,5 @@
 /** Read queries over the projection and the log. Routes call these; no SQL elsewhere. */
+import { Buffer } from "node:buffer";
 import { and, asc, count, desc, eq, gt, inArray, lt, type SQL, sql } from "drizzle-orm";
 import type { JobStatus, StoredEvent } from "../jobs/events.ts";
 import { JobEvent } from "../jobs/events.ts";
@@ -21,25 +22,56 @@ export async function getJobs(db: Db, ids: string[]): Promise<JobState[]> {
   return ids.map((id) => byId.get(id)).filter((j): j is JobState => !!j);
 }
 
-/** The last `lines` lines of a job's log, oldest first. */
-export async function logTail(db: Db, jobId: string, lines: number): Promise<string[]> {
-  const out: string[][] = [];
-  let have = 0;
+export interface LogTail {
+  lines: string[];
+  /** True when the byte cap left out lines the line count would have shown, or cut one. */
+  truncated: boolean;
+}
+
+/**
+ * The newest lines of a job's log, oldest first: at most `lines` lines and `bytes` UTF-8
+ * bytes once joined with newlines. A newest line longer than `bytes` is cut, with a marker.
+ */
+export async function logTail(
+  db: Db,
+  jobId: string,
+  limits: { lines: number; bytes: number },
+): Promise<LogTail> {
+  const newestFirst: string[] = [];
+  let used = 0;
   let before = Number.MAX_SAFE_INTEGER;
-  while (have < lines) {
+  for (;;) {
     const rows = await db.select({ seq: events.seq, data: events.data }).from(events)
       .where(and(eq(events.job_id, jobId), eq(events.type, "log"), lt(events.seq, before)))
       .orderBy(desc(events.seq)).limit(16);
     if (rows.length === 0) break;
     for (const row of rows) {
       const chunk = (JSON.parse(row.data) as { lines: string[] }).lines;
-      out.unshift(chunk);
-      have += chunk.length;
+      for (let i = chunk.length - 1; i >= 0; i--) {
+        if (newestFirst.length >= limits.lines) {
+          return { lines: newestFirst.reverse(), truncated: false };
+        }
+        const size = Buffer.byteLength(chunk[i]) + (newestFirst.length ? 1 : 0);
+        if (used + size > limits.bytes) {
+          if (newestFirst.length === 0) newestFirst.push(cutLine(chunk[i], limits.bytes));
+          return { lines: newestFirst.reverse(), truncated: true };
+        }
+        newestFirst.push(chunk[i]);
+        used += size;
+      }
       before = row.seq;
-      if (have >= lines) break;
     }
   }
-  return out.flat().slice(-lines);
+  return { lines: newestFirst.reverse(), truncated: false };
+}
+
+/** The start of `line` in at most `bytes` UTF-8 bytes, marker included, never mid-character. */
+function cutLine(line: string, bytes: number): string {
+  const marker = ` … [line cut: ${Buffer.byteLength(line)} bytes]`;
+  const room = new Uint8Array(Math.max(0, bytes - Buffer.byteLength(marker)));
+  // encodeInto writes whole characters only, so `read` never splits one.
+  const { read } = new TextEncoder().encodeInto(line, room);
+  return line.slice(0, read) + marker;
 }
 
 export interface ListFilter {
@@ -65,24 +97,57 @@ export async function listJobs(db: Db, f: ListFilter) {
   return { jobs: rows.map(rowToState), total, filtered };
 }
 
-/** A job's events after `after`, oldest first, optionally of some types only. */
+export interface EventPage {
+  events: StoredEvent[];
+  /** The byte cap ended the page before `limit`. */
+  truncated: boolean;
+  /** More matching events follow the last one returned. */
+  more: boolean;
+}
+
+/** Rows read per query while filling a page: bounds the reading past a byte cap. */
+const PAGE_BATCH = 32;
+/** What an event costs in a response besides its data: seq, version, time, type, keys. */
+const EVENT_OVERHEAD = 192;
+
+/**
+ * A job's events after `after`, oldest first, optionally of some types only: at most
+ * `limit` events and `maxBytes` of response, but always at least one event, so that a
+ * reader paging with `after` always moves forward.
+ */
 export async function jobEvents(
   db: Db,
   jobId: string,
-  opts: { after: number; limit: number; types?: string[] },
-): Promise<StoredEvent[]> {
-  const rows = await db.select().from(events).where(and(
-    eq(events.job_id, jobId),
-    gt(events.seq, opts.after),
-    opts.types?.length ? inArray(events.type, opts.types) : undefined,
-  )).orderBy(asc(events.seq)).limit(opts.limit);
-  return rows.map((r) => ({
-    seq: r.seq,
-    job_id: r.job_id,
-    version: r.version,
-    at: r.at,
-    event: JobEvent.parse({ type: r.type, data: JSON.parse(r.data) }),
-  }));
+  opts: { after: number; limit: number; maxBytes: number; types?: string[] },
+): Promise<EventPage> {
+  const out: StoredEvent[] = [];
+  let bytes = 0;
+  let cursor = opts.after;
+  for (;;) {
+    const fetch = Math.min(opts.limit - out.length, PAGE_BATCH) + 1;
+    const rows = await db.select().from(events).where(and(
+      eq(events.job_id, jobId),
+      gt(events.seq, cursor),
+      opts.types?.length ? inArray(events.type, opts.types) : undefined,
+    )).orderBy(asc(events.seq)).limit(fetch);
+    for (const r of rows) {
+      if (out.length === opts.limit) return { events: out, truncated: false, more: true };
+      const size = Buffer.byteLength(r.data) + EVENT_OVERHEAD;
+      if (out.length > 0 && bytes + size > opts.maxBytes) {
+        return { events: out, truncated: true, more: true };
+      }
+      bytes += size;
+      cursor = r.seq;
+      out.push({
+        seq: r.seq,
+        job_id: r.job_id,
+        version: r.version,
+        at: r.at,
+        event: JobEvent.parse({ type: r.type, data: JSON.parse(r.data) }),
+      });
+    }
+    if (rows.length < fetch) return { events: out, truncated: false, more: false };
+  }
 }
 
 /** True when the database answers. */

@@ -21,7 +21,13 @@ export interface TrainDeps {
   db: Db;
   jobs: JobDeps;
   logTailLines: number;
+  logTailBytes: number;
+  /** Cap on a `/logs` or `/events` page's JSON, in bytes (one event always goes out). */
+  logPageBytes: number;
 }
+
+/** Room kept in a page for its envelope around the events. */
+const PAGE_ENVELOPE = 1024;
 
 /** Builds the `/train` routes. */
 export function trainRoutes(deps: TrainDeps): Hono {
@@ -45,7 +51,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
   app.get("/status/:job_id", async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
     const [logs, children] = await Promise.all([
-      logTail(deps.db, job.job_id, deps.logTailLines),
+      logTail(deps.db, job.job_id, { lines: deps.logTailLines, bytes: deps.logTailBytes }),
       getJobs(deps.db, job.children ?? []),
     ]);
     return c.json({
@@ -90,11 +96,17 @@ export function trainRoutes(deps: TrainDeps): Hono {
   app.get("/logs/:job_id", async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
     const q = check(PageQuery, c.req.query(), "query");
-    const chunks = await jobEvents(deps.db, job.job_id, { ...q, types: ["log"] });
+    const page = await jobEvents(deps.db, job.job_id, {
+      ...q,
+      types: ["log"],
+      maxBytes: deps.logPageBytes - PAGE_ENVELOPE,
+    });
     return c.json({
       job_id: job.job_id,
-      entries: chunks.map((e) => ({ seq: e.seq, at: e.at, ...e.event.data })),
-      next_after: chunks.at(-1)?.seq ?? q.after,
+      entries: page.events.map((e) => ({ seq: e.seq, at: e.at, ...e.event.data })),
+      next_after: page.events.at(-1)?.seq ?? q.after,
+      truncated: page.truncated,
+      more: page.more,
     });
   });
 
@@ -102,17 +114,23 @@ export function trainRoutes(deps: TrainDeps): Hono {
     const job = await findJob(deps.db, jobIdParam(c));
     const q = check(PageQuery, c.req.query(), "query");
     const types = q.type?.split(",").map((t) => t.trim()).filter(Boolean);
-    const list = await jobEvents(deps.db, job.job_id, { ...q, types });
+    const page = await jobEvents(deps.db, job.job_id, {
+      ...q,
+      types,
+      maxBytes: deps.logPageBytes - PAGE_ENVELOPE,
+    });
     return c.json({
       job_id: job.job_id,
-      events: list.map((e) => ({
+      events: page.events.map((e) => ({
         seq: e.seq,
         version: e.version,
         at: e.at,
         type: e.event.type,
         data: e.event.data,
       })),
-      next_after: list.at(-1)?.seq ?? q.after,
+      next_after: page.events.at(-1)?.seq ?? q.after,
+      truncated: page.truncated,
+      more: page.more,
     });
   });
 

@@ -2,7 +2,11 @@
 import type { JobState } from "../jobs/state.ts";
 
 /** A job as `GET /train/status/{job_id}` shows it. */
-export function statusView(job: JobState, logs: string[], children: JobState[]) {
+export function statusView(
+  job: JobState,
+  logs: { lines: string[]; truncated: boolean },
+  children: JobState[],
+) {
   return {
     job_id: job.job_id,
     status: job.status,
@@ -11,7 +15,7 @@ export function statusView(job: JobState, logs: string[], children: JobState[]) 
     completed_at: job.completed_at,
     model_path: job.model_path,
     error: job.error,
-    logs: logs.join("\n"),
+    logs: logs.lines.join("\n"),
     message: job.message,
     failure_reason: job.failure_reason,
     exit_code: job.exit_code,
@@ -28,6 +32,7 @@ export function statusView(job: JobState, logs: string[], children: JobState[]) 
     parent_id: job.parent_id,
     children: job.children ? children.map(childView) : null,
     log_lines: job.log_lines,
+    logs_truncated: logs.truncated,
     process: job.process &&
       {
         pid: job.process.pid,

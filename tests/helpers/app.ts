@@ -69,10 +69,14 @@ export interface AppOptions {
   supervisor?: boolean;
   apiToken?: string;
   corsOrigins?: string;
+  /** As AppDeps.allowedHosts: unset answers loopback names only, as the default HOST does. */
+  allowedHosts?: readonly string[] | null;
   maxConcurrent?: number;
   graceSeconds?: number;
   defaultTimeoutSeconds?: number;
   logTailLines?: number;
+  logTailBytes?: number;
+  logPageBytes?: number;
 }
 
 export interface TestApp extends TestStore {
@@ -146,8 +150,11 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     runtimes,
     apiToken: opts.apiToken,
     corsOrigins: opts.corsOrigins,
+    allowedHosts: opts.allowedHosts,
     maxConcurrent,
     logTailLines: opts.logTailLines ?? 200,
+    logTailBytes: opts.logTailBytes,
+    logPageBytes: opts.logPageBytes,
     lifecycle,
   });
   supervisor?.start();
