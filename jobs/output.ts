@@ -1,49 +1,82 @@
 /**
  * Turns a child's stdout and stderr into job events. Lines are read as fast as the child
- * writes them and buffered in memory in arrival order; a background flusher appends them in
- * batches. The reader never waits on the database, so a slow disk cannot stall training,
- * and no line is dropped: a failed append is retried with the lines kept in order.
+ * writes them and queued in arrival order; a background flusher appends them in bounded
+ * batches. Output is coalesced: log lines join the newest unsent log event of their stream,
+ * and only the newest progress (and the merged metrics) waits to be sent, so a flood of
+ * progress lines becomes a handful of events. Every log line is kept, in order. Memory is
+ * bounded: past MAX_PENDING_BYTES the reader stops reading the pipe until the sink catches up.
+ * A sink that keeps failing is retried a bounded number of times, then the collector gives up
+ * and reports it, so a job can never wedge on its own output.
  */
-import { z } from "zod";
 import { resolve } from "node:path";
 import type { OutputEvent } from "./decide.ts";
 import { type FailureReason, FailureReason as FailureReasonSchema } from "./events.ts";
 import { isInside } from "../models/artifacts.ts";
+import { parseProtocol, PROTOCOL_PREFIX, type ProtocolMessage } from "./protocol.ts";
 
-export const PROTOCOL_PREFIX = "@@trainer ";
+export { PROTOCOL_PREFIX } from "./protocol.ts";
+
+/** Longer lines are split; pieces never split a surrogate pair. */
 const MAX_LINE = 64 * 1024;
 const STDERR_TAIL = 20;
+/** A log event takes lines until it holds this many bytes. */
 const MAX_EVENT_BYTES = 256 * 1024;
-
-const Metrics = z.record(z.string(), z.unknown());
-const ProtocolMessage = z.discriminatedUnion("event", [
-  z.object({
-    event: z.literal("progress"),
-    step: z.number().nullish(),
-    total: z.number().nullish(),
-    message: z.string().nullish(),
-    metrics: Metrics.nullish(),
-  }),
-  z.object({ event: z.literal("metrics"), metrics: Metrics }),
-  z.object({ event: z.literal("artifact"), path: z.string().min(1) }),
-  z.object({ event: z.literal("error"), reason: z.string().nullish(), message: z.string() }),
-]);
+/**
+ * One sink call carries at most this much: it is one structured clone across the thread and
+ * one transaction, and both must stay small whatever the child prints.
+ */
+const MAX_CALL_BYTES = 4 * 1024 * 1024;
+const MAX_CALL_EVENTS = 1000;
+/**
+ * Unsent output of one job above which its pipes are no longer read. The slow-disk drill
+ * measures the bound: the reader takes about 135 MB/s from a fast child, so a database
+ * write-locked for 300 ms meets ~40 MB of backlog, and a child that must never block while the
+ * database is briefly locked needs that much room. 64 MiB keeps that margin (1,000,000 lines of
+ * 60 bytes, the drill's whole log, fit) while a script printing forever costs at most this
+ * much per running job instead of growing the server until it dies.
+ */
+export const MAX_PENDING_BYTES = 64 * 1024 * 1024;
+/** Tries of one batch before the collector gives up: about 5 s of backoff in all. */
+const MAX_TRIES = 8;
+/** After this many warnings a job's further warnings are only counted. */
+const MAX_WARNINGS = 50;
+/** Bytes a small event (progress, warning, artifact) is counted as, at least. */
+const EVENT_OVERHEAD = 64;
 
 export type OutputSink = (events: OutputEvent[]) => Promise<void>;
 
 export interface CollectorOptions {
   modelsDir: string;
   flushMs?: number;
+  /** Pending bytes that start a flush at once rather than after `flushMs`. */
   maxBatchBytes?: number;
+  maxPendingBytes?: number;
+  maxTries?: number;
+  /** Called once when the sink kept failing and the output is dropped from then on. */
+  onFailed?: (message: string) => void;
+}
+
+interface Item {
+  event: OutputEvent;
+  bytes: number;
 }
 
 export class OutputCollector {
-  #pending: OutputEvent[] = [];
+  #queue: (Item | undefined)[] = [];
+  #head = 0;
+  /** The newest unsent log event of each stream, which further lines join. */
+  #open: Record<"stdout" | "stderr", Item | null> = { stdout: null, stderr: null };
+  #progress: Item | null = null;
+  #metrics: Item | null = null;
   #pendingBytes = 0;
-  #lastBytes = 0;
+  #retry: OutputEvent[] | null = null;
+  #tries = 0;
   #flushing: Promise<void> | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
-  #failures = 0;
+  #room: (() => void)[] = [];
+  #warnings = 0;
+  #suppressed = 0;
+  #failure: string | null = null;
   readonly stderrTail: string[] = [];
   artifact: string | null = null;
   scriptFailure: { reason: FailureReason; message: string } | null = null;
@@ -51,34 +84,68 @@ export class OutputCollector {
 
   constructor(readonly sink: OutputSink, readonly opts: CollectorOptions) {}
 
+  /** Why the output could not be stored, once the collector gave up; null until then. */
+  get failure(): string | null {
+    return this.#failure;
+  }
+
+  /** Output waiting to be sent, in bytes (a batch being sent is not counted). */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
   /** Reads one stream to its end. */
   async consume(stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr"): Promise<void> {
     const decoder = new TextDecoder();
     let rest = "";
     for await (const chunk of stream) {
       rest += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        this.#line(name, rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-      while (rest.length > MAX_LINE) {
-        this.#line(name, rest.slice(0, MAX_LINE));
-        rest = rest.slice(MAX_LINE);
+      rest = this.#split(name, rest);
+      // Backpressure: while the sink is far behind, leave the rest in the pipe.
+      while (this.#pendingBytes > this.#cap && this.#failure === null) {
+        await new Promise<void>((r) => this.#room.push(r));
       }
     }
-    rest += decoder.decode();
+    rest = this.#split(name, rest + decoder.decode());
     if (rest) this.#line(name, rest);
   }
 
-  /** Flushes everything still buffered; resolves when it is durable. */
+  /** Flushes everything still queued; resolves when it is durable or the collector gave up. */
   async close(): Promise<void> {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    while (this.#flushing || this.#pending.length) {
-      if (this.#flushing) await this.#flushing;
-      else this.#flush();
+    if (this.#suppressed > 0 && this.#failure === null) {
+      this.#enqueue({
+        type: "warning",
+        data: { message: `${this.#suppressed} more warnings were not recorded` },
+      }, EVENT_OVERHEAD);
+      this.#suppressed = 0;
     }
+    while (this.#failure === null && (this.#flushing || this.#hasPending())) {
+      await (this.#flushing ?? this.#flush());
+    }
+  }
+
+  /** Handles the complete lines of `text`; returns what is left of it. */
+  #split(name: "stdout" | "stderr", text: string): string {
+    let rest = text;
+    let nl: number;
+    while ((nl = rest.indexOf("\n")) >= 0) {
+      this.#line(name, rest.slice(0, nl));
+      rest = rest.slice(nl + 1);
+    }
+    while (rest.length > MAX_LINE) {
+      // Cutting between the halves of a surrogate pair would store two invalid halves.
+      const high = rest.charCodeAt(MAX_LINE - 1);
+      const cut = high >= 0xd800 && high <= 0xdbff ? MAX_LINE - 1 : MAX_LINE;
+      this.#line(name, rest.slice(0, cut));
+      rest = rest.slice(cut);
+    }
+    return rest;
+  }
+
+  get #cap(): number {
+    return this.opts.maxPendingBytes ?? MAX_PENDING_BYTES;
   }
 
   #line(stream: "stdout" | "stderr", raw: string): void {
@@ -87,62 +154,63 @@ export class OutputCollector {
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL) this.stderrTail.shift();
     }
+    if (this.#failure !== null) return;
     if (stream === "stdout" && line.startsWith(PROTOCOL_PREFIX)) {
-      const problem = this.#protocol(line.slice(PROTOCOL_PREFIX.length));
-      if (problem === null) return;
-      this.#push({ type: "warning", data: { message: `malformed protocol line: ${problem}` } });
+      const parsed = parseProtocol(line.slice(PROTOCOL_PREFIX.length));
+      if (parsed.ok) {
+        const problem = this.#message(parsed.message, line.length);
+        if (problem === null) return;
+        this.#warn(`malformed protocol line: ${problem}`);
+      } else this.#warn(`malformed protocol line: ${parsed.problem}`);
     }
     this.lines++;
-    // Coalesce into the newest log event of this stream up to a per-event cap, even while a
-    // flush is in flight: one event per line would make the next flush slower still.
-    const last = this.#pending.at(-1);
-    if (
-      last?.type === "log" && last.data.stream === stream && this.#lastBytes < MAX_EVENT_BYTES
-    ) {
-      last.data.lines.push(line);
-      this.#lastBytes += line.length + 3;
-      this.#pendingBytes += line.length + 3;
+    const bytes = line.length + 3;
+    const open = this.#open[stream];
+    if (open && open.bytes < MAX_EVENT_BYTES && open.event.type === "log") {
+      open.event.data.lines.push(line);
+      open.bytes += bytes;
+      this.#pendingBytes += bytes;
       this.#schedule();
     } else {
-      this.#lastBytes = line.length + 3;
-      this.#push({ type: "log", data: { stream, lines: [line] } }, line.length + 3);
+      this.#open[stream] = this.#enqueue({ type: "log", data: { stream, lines: [line] } }, bytes);
     }
   }
 
-  /** Handles a protocol message; returns why it is malformed, or null. */
-  #protocol(text: string): string | null {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      return "not valid JSON";
-    }
-    const parsed = ProtocolMessage.safeParse(json);
-    if (!parsed.success) {
-      return parsed.error.issues.map((i) => `${i.path.join(".") || "message"}: ${i.message}`)
-        .join("; ");
-    }
-    const m = parsed.data;
+  /** Handles a protocol message; returns why it cannot be used, or null. */
+  #message(m: ProtocolMessage, size: number): string | null {
+    const bytes = size + EVENT_OVERHEAD;
     switch (m.event) {
-      case "progress":
-        this.#push({
-          type: "progress",
-          data: {
-            step: m.step ?? null,
-            total: m.total ?? null,
-            message: m.message ?? null,
-            metrics: m.metrics ?? null,
-          },
-        });
+      case "progress": {
+        // Only the newest progress matters: one still unsent is replaced, not queued.
+        this.#pendingBytes += bytes - (this.#progress?.bytes ?? 0);
+        const data = {
+          step: m.step ?? null,
+          total: m.total ?? null,
+          message: m.message ?? null,
+          metrics: m.metrics ?? null,
+        };
+        this.#progress = { event: { type: "progress", data }, bytes };
+        this.#schedule();
         return null;
-      case "metrics":
-        this.#push({ type: "metrics", data: { metrics: m.metrics } });
+      }
+      case "metrics": {
+        // Metrics merge into the job's state key by key, so merging unsent ones is the same.
+        const merged = this.#metrics?.event.type === "metrics"
+          ? { ...this.#metrics.event.data.metrics, ...m.metrics }
+          : m.metrics;
+        this.#pendingBytes += bytes;
+        this.#metrics = {
+          event: { type: "metrics", data: { metrics: merged } },
+          bytes: (this.#metrics?.bytes ?? 0) + bytes,
+        };
+        this.#schedule();
         return null;
+      }
       case "artifact": {
         const path = resolve(this.opts.modelsDir, m.path);
         if (!isInside(this.opts.modelsDir, path)) return `artifact ${m.path} is outside MODELS_DIR`;
         this.artifact = path;
-        this.#push({ type: "artifact", data: { path } });
+        this.#enqueue({ type: "artifact", data: { path } }, bytes);
         return null;
       }
       case "error": {
@@ -156,43 +224,117 @@ export class OutputCollector {
     }
   }
 
-  get #max(): number {
-    return this.opts.maxBatchBytes ?? 256 * 1024;
+  #warn(message: string): void {
+    if (this.#warnings >= MAX_WARNINGS) {
+      this.#suppressed++;
+      return;
+    }
+    this.#warnings++;
+    this.#enqueue({ type: "warning", data: { message } }, message.length + EVENT_OVERHEAD);
   }
 
-  #push(event: OutputEvent, bytes = 256): void {
-    this.#pending.push(event);
+  #enqueue(event: OutputEvent, bytes: number): Item {
+    const item = { event, bytes };
+    this.#queue.push(item);
     this.#pendingBytes += bytes;
     this.#schedule();
+    return item;
+  }
+
+  #hasPending(): boolean {
+    return this.#retry !== null || this.#head < this.#queue.length || !!this.#progress ||
+      !!this.#metrics;
   }
 
   #schedule(): void {
-    if (this.#pendingBytes >= this.#max && !this.#flushing) {
-      this.#flush();
+    if (this.#flushing) return;
+    if (this.#pendingBytes >= (this.opts.maxBatchBytes ?? 256 * 1024)) {
+      void this.#flush();
       return;
     }
     this.#timer ??= setTimeout(() => {
       this.#timer = null;
-      if (!this.#flushing) this.#flush();
+      if (!this.#flushing) void this.#flush();
     }, this.opts.flushMs ?? 50);
   }
 
-  #flush(): void {
-    // A timer left from before close() may fire with nothing to send.
-    if (this.#pending.length === 0) return;
-    const batch = this.#pending;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.#flushing = this.sink(batch).then(() => {
-      this.#failures = 0;
-    }, async () => {
-      // Keep the lines, in order, ahead of anything that arrived since; retry with backoff.
-      this.#pending = [...batch, ...this.#pending];
-      this.#pendingBytes += batch.length * 256;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** this.#failures++)));
-    }).finally(() => {
+  /** Sends batches until nothing is pending; one flusher at a time. */
+  #flush(): Promise<void> {
+    this.#flushing ??= this.#drain().finally(() => {
       this.#flushing = null;
-      if (this.#pending.length && this.#timer === null) this.#schedule();
+      // Lines that arrived after the last check saw a flush in flight and did not schedule.
+      if (this.#failure === null && this.#hasPending()) this.#schedule();
     });
+    return this.#flushing;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#failure === null && this.#hasPending()) {
+      const batch = this.#retry ?? this.#take();
+      try {
+        await this.sink(batch);
+        this.#retry = null;
+        this.#tries = 0;
+      } catch (e) {
+        this.#retry = batch;
+        if (++this.#tries >= (this.opts.maxTries ?? MAX_TRIES)) {
+          this.#giveUp(batch.length, e);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** (this.#tries - 1))));
+      } finally {
+        this.#wake();
+      }
+    }
+  }
+
+  /** Takes the next batch off the queue: bounded in bytes and in events. */
+  #take(): OutputEvent[] {
+    const batch: OutputEvent[] = [];
+    let bytes = 0;
+    while (
+      this.#head < this.#queue.length && bytes < MAX_CALL_BYTES && batch.length < MAX_CALL_EVENTS
+    ) {
+      const item = this.#queue[this.#head]!;
+      this.#queue[this.#head++] = undefined;
+      batch.push(item.event);
+      bytes += item.bytes;
+    }
+    // Taken events must not grow any more: they may be on their way to the sink.
+    this.#open = { stdout: null, stderr: null };
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    for (const slot of [this.#metrics, this.#progress]) {
+      if (slot) {
+        batch.push(slot.event);
+        bytes += slot.bytes;
+      }
+    }
+    this.#metrics = this.#progress = null;
+    this.#pendingBytes -= bytes;
+    return batch;
+  }
+
+  #giveUp(events: number, error: unknown): void {
+    const why = error instanceof Error ? error.message : String(error);
+    this.#failure = `the job's output could not be stored after ${this.#tries} tries ` +
+      `(${events} events in the failing batch): ${why}`;
+    // Nothing more is kept: the job is failed, and its readers only drain the pipes.
+    this.#queue = [];
+    this.#head = 0;
+    this.#open = { stdout: null, stderr: null };
+    this.#progress = this.#metrics = this.#retry = null;
+    this.#pendingBytes = 0;
+    this.#wake();
+    this.opts.onFailed?.(this.#failure);
+  }
+
+  #wake(): void {
+    if (this.#pendingBytes > this.#cap && this.#failure === null) return;
+    const waiting = this.#room;
+    this.#room = [];
+    for (const resume of waiting) resume();
   }
 }

@@ -160,7 +160,7 @@ export class Supervisor {
     }
     const collector = new OutputCollector(
       (events) => this.port.output(job.job_id, events),
-      { modelsDir: this.opts.modelsDir },
+      { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },
     );
     let finish!: () => void;
     const r: Running = {
@@ -242,6 +242,19 @@ export class Supervisor {
     await this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
     });
+  }
+
+  /**
+   * The job's output cannot be stored: fail the job and stop its group, rather than let it run
+   * on with its log silently lost. The failure is sent first, so the exit report that follows
+   * finds the job failed and only records how the process ended.
+   */
+  #outputFailed(jobId: string, why: string): void {
+    this.opts.log?.(`job ${jobId}: ${why}; stopping it`);
+    this.port.fail(jobId, "output_failed", why).catch((e) => {
+      this.opts.log?.(`job ${jobId}: could not record the output failure (${e})`);
+    });
+    void this.stop(jobId, "cancel");
   }
 
   #env(job: JobState, passThrough: string[]): Record<string, string> {
