@@ -131,9 +131,16 @@ export class OutputCollector {
     let rest = text;
     let nl: number;
     while ((nl = rest.indexOf("\n")) >= 0) {
-      this.#line(name, rest.slice(0, nl));
+      const line = this.#cut(name, rest.slice(0, nl));
+      if (line) this.#line(name, line);
       rest = rest.slice(nl + 1);
     }
+    return this.#cut(name, rest);
+  }
+
+  /** Handles MAX_LINE pieces off the front of an overlong `text`; returns the rest. */
+  #cut(name: "stdout" | "stderr", text: string): string {
+    let rest = text;
     while (rest.length > MAX_LINE) {
       // Cutting between the halves of a surrogate pair would store two invalid halves.
       const high = rest.charCodeAt(MAX_LINE - 1);
