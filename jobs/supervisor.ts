@@ -31,7 +31,7 @@ export interface SupervisorOptions {
   log?: (message: string) => void;
 }
 
-type StopReason = "cancel" | "timeout" | "shutdown";
+type StopReason = "cancel" | "timeout" | "shutdown" | "output_failed";
 
 interface Running {
   job: JobState;
@@ -230,6 +230,7 @@ export class Supervisor {
       stopped_with: stop.stopped_with,
       group_gone: stop.group_gone,
       timeout_seconds: job.timeout_seconds,
+      output_failure: collector.failure,
     };
     if (r.stopping || !(status.success && artifact)) {
       const paths = new Set([job.artifact_path, collector.artifact].filter((p) => p !== null));
@@ -245,16 +246,13 @@ export class Supervisor {
   }
 
   /**
-   * The job's output cannot be stored: fail the job and stop its group, rather than let it run
-   * on with its log silently lost. The failure is sent first, so the exit report that follows
-   * finds the job failed and only records how the process ended.
+   * The job's output cannot be stored: stop its group rather than let it run on with its log
+   * silently lost. The exit report carries the reason, so the job fails with it and the
+   * process's end is still recorded truthfully.
    */
   #outputFailed(jobId: string, why: string): void {
     this.opts.log?.(`job ${jobId}: ${why}; stopping it`);
-    this.port.fail(jobId, "output_failed", why).catch((e) => {
-      this.opts.log?.(`job ${jobId}: could not record the output failure (${e})`);
-    });
-    void this.stop(jobId, "cancel");
+    void this.stop(jobId, "output_failed");
   }
 
   #env(job: JobState, passThrough: string[]): Record<string, string> {
