@@ -1,9 +1,7 @@
 /**
  * Turns a child's stdout and stderr into job events. Lines are read as fast as the child
- * writes them and queued in arrival order; a background flusher appends them in bounded
- * batches. Output is coalesced: log lines join the newest unsent log event of their stream,
- * and only the newest progress (and the merged metrics) waits to be sent, so a flood of
- * progress lines becomes a handful of events. Every log line is kept, in order. Memory is
+ * writes them into an OutputQueue, which coalesces them (every log line kept, in order; only
+ * the newest progress); a background flusher appends them in bounded batches. Memory is
  * bounded: past MAX_PENDING_BYTES the reader stops reading the pipe until the sink catches up.
  * A sink that keeps failing is retried a bounded number of times, then the collector gives up
  * and reports it, so a job can never wedge on its own output.
@@ -12,6 +10,7 @@ import { resolve } from "node:path";
 import type { OutputEvent } from "./decide.ts";
 import { type FailureReason, FailureReason as FailureReasonSchema } from "./events.ts";
 import { isInside } from "../models/artifacts.ts";
+import { OutputQueue } from "./output_queue.ts";
 import { parseProtocol, PROTOCOL_PREFIX, type ProtocolMessage } from "./protocol.ts";
 
 export { PROTOCOL_PREFIX } from "./protocol.ts";
@@ -19,8 +18,6 @@ export { PROTOCOL_PREFIX } from "./protocol.ts";
 /** Longer lines are split; pieces never split a surrogate pair. */
 const MAX_LINE = 64 * 1024;
 const STDERR_TAIL = 20;
-/** A log event takes lines until it holds this many bytes. */
-const MAX_EVENT_BYTES = 256 * 1024;
 /**
  * One sink call carries at most this much: it is one structured clone across the thread and
  * one transaction, and both must stay small whatever the child prints.
@@ -56,19 +53,8 @@ export interface CollectorOptions {
   onFailed?: (message: string) => void;
 }
 
-interface Item {
-  event: OutputEvent;
-  bytes: number;
-}
-
 export class OutputCollector {
-  #queue: (Item | undefined)[] = [];
-  #head = 0;
-  /** The newest unsent log event of each stream, which further lines join. */
-  #open: Record<"stdout" | "stderr", Item | null> = { stdout: null, stderr: null };
-  #progress: Item | null = null;
-  #metrics: Item | null = null;
-  #pendingBytes = 0;
+  #queue = new OutputQueue();
   #retry: OutputEvent[] | null = null;
   #tries = 0;
   #flushing: Promise<void> | null = null;
@@ -91,7 +77,7 @@ export class OutputCollector {
 
   /** Output waiting to be sent, in bytes (a batch being sent is not counted). */
   get pendingBytes(): number {
-    return this.#pendingBytes;
+    return this.#queue.bytes;
   }
 
   /** Reads one stream to its end. */
@@ -102,7 +88,7 @@ export class OutputCollector {
       rest += decoder.decode(chunk, { stream: true });
       rest = this.#split(name, rest);
       // Backpressure: while the sink is far behind, leave the rest in the pipe.
-      while (this.#pendingBytes > this.#cap && this.#failure === null) {
+      while (this.#queue.bytes > this.#cap && this.#failure === null) {
         await new Promise<void>((r) => this.#room.push(r));
       }
     }
@@ -115,7 +101,7 @@ export class OutputCollector {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     if (this.#suppressed > 0 && this.#failure === null) {
-      this.#enqueue({
+      this.#queue.push({
         type: "warning",
         data: { message: `${this.#suppressed} more warnings were not recorded` },
       }, EVENT_OVERHEAD);
@@ -171,16 +157,8 @@ export class OutputCollector {
       } else this.#warn(`malformed protocol line: ${parsed.problem}`);
     }
     this.lines++;
-    const bytes = line.length + 3;
-    const open = this.#open[stream];
-    if (open && open.bytes < MAX_EVENT_BYTES && open.event.type === "log") {
-      open.event.data.lines.push(line);
-      open.bytes += bytes;
-      this.#pendingBytes += bytes;
-      this.#schedule();
-    } else {
-      this.#open[stream] = this.#enqueue({ type: "log", data: { stream, lines: [line] } }, bytes);
-    }
+    this.#queue.log(stream, line);
+    this.#schedule();
   }
 
   /** Handles a protocol message; returns why it cannot be used, or null. */
@@ -188,31 +166,20 @@ export class OutputCollector {
     const bytes = size + EVENT_OVERHEAD;
     switch (m.event) {
       case "progress": {
-        // Only the newest progress matters: one still unsent is replaced, not queued.
-        this.#pendingBytes += bytes - (this.#progress?.bytes ?? 0);
         const data = {
           step: m.step ?? null,
           total: m.total ?? null,
           message: m.message ?? null,
           metrics: m.metrics ?? null,
         };
-        this.#progress = { event: { type: "progress", data }, bytes };
+        this.#queue.progress({ type: "progress", data }, bytes);
         this.#schedule();
         return null;
       }
-      case "metrics": {
-        // Metrics merge into the job's state key by key, so merging unsent ones is the same.
-        const merged = this.#metrics?.event.type === "metrics"
-          ? { ...this.#metrics.event.data.metrics, ...m.metrics }
-          : m.metrics;
-        this.#pendingBytes += bytes;
-        this.#metrics = {
-          event: { type: "metrics", data: { metrics: merged } },
-          bytes: (this.#metrics?.bytes ?? 0) + bytes,
-        };
+      case "metrics":
+        this.#queue.metrics(m.metrics, bytes);
         this.#schedule();
         return null;
-      }
       case "artifact": {
         const path = resolve(this.opts.modelsDir, m.path);
         if (!isInside(this.opts.modelsDir, path)) return `artifact ${m.path} is outside MODELS_DIR`;
@@ -240,22 +207,18 @@ export class OutputCollector {
     this.#enqueue({ type: "warning", data: { message } }, message.length + EVENT_OVERHEAD);
   }
 
-  #enqueue(event: OutputEvent, bytes: number): Item {
-    const item = { event, bytes };
-    this.#queue.push(item);
-    this.#pendingBytes += bytes;
+  #enqueue(event: OutputEvent, bytes: number): void {
+    this.#queue.push(event, bytes);
     this.#schedule();
-    return item;
   }
 
   #hasPending(): boolean {
-    return this.#retry !== null || this.#head < this.#queue.length || !!this.#progress ||
-      !!this.#metrics;
+    return this.#retry !== null || !this.#queue.empty;
   }
 
   #schedule(): void {
     if (this.#flushing) return;
-    if (this.#pendingBytes >= (this.opts.maxBatchBytes ?? 256 * 1024)) {
+    if (this.#queue.bytes >= (this.opts.maxBatchBytes ?? 256 * 1024)) {
       void this.#flush();
       return;
     }
@@ -277,7 +240,7 @@ export class OutputCollector {
 
   async #drain(): Promise<void> {
     while (this.#failure === null && this.#hasPending()) {
-      const batch = this.#retry ?? this.#take();
+      const batch = this.#retry ?? this.#queue.take(MAX_CALL_BYTES, MAX_CALL_EVENTS);
       try {
         await this.sink(batch);
         this.#retry = null;
@@ -295,51 +258,19 @@ export class OutputCollector {
     }
   }
 
-  /** Takes the next batch off the queue: bounded in bytes and in events. */
-  #take(): OutputEvent[] {
-    const batch: OutputEvent[] = [];
-    let bytes = 0;
-    while (
-      this.#head < this.#queue.length && bytes < MAX_CALL_BYTES && batch.length < MAX_CALL_EVENTS
-    ) {
-      const item = this.#queue[this.#head]!;
-      this.#queue[this.#head++] = undefined;
-      batch.push(item.event);
-      bytes += item.bytes;
-    }
-    // Taken events must not grow any more: they may be on their way to the sink.
-    this.#open = { stdout: null, stderr: null };
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
-    for (const slot of [this.#metrics, this.#progress]) {
-      if (slot) {
-        batch.push(slot.event);
-        bytes += slot.bytes;
-      }
-    }
-    this.#metrics = this.#progress = null;
-    this.#pendingBytes -= bytes;
-    return batch;
-  }
-
   #giveUp(events: number, error: unknown): void {
     const why = error instanceof Error ? error.message : String(error);
     this.#failure = `the job's output could not be stored after ${this.#tries} tries ` +
       `(${events} events in the failing batch): ${why}`;
     // Nothing more is kept: the job is failed, and its readers only drain the pipes.
-    this.#queue = [];
-    this.#head = 0;
-    this.#open = { stdout: null, stderr: null };
-    this.#progress = this.#metrics = this.#retry = null;
-    this.#pendingBytes = 0;
+    this.#queue.clear();
+    this.#retry = null;
     this.#wake();
     this.opts.onFailed?.(this.#failure);
   }
 
   #wake(): void {
-    if (this.#pendingBytes > this.#cap && this.#failure === null) return;
+    if (this.#queue.bytes > this.#cap && this.#failure === null) return;
     const waiting = this.#room;
     this.#room = [];
     for (const resume of waiting) resume();

@@ -124,6 +124,11 @@ Deno.test("output that cannot be stored fails the job, stops its group and frees
       assert.equal(next.log_lines, 2);
     });
   } finally {
-    await supervisor.shutdown();
+    // Bounded: with a collector that retried forever, shutdown never returned either.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("shutdown did not return in 30 s")), 30_000);
+    });
+    await Promise.race([supervisor.shutdown(), late]).finally(() => clearTimeout(timer));
   }
 });

@@ -6,7 +6,7 @@
  * Every check is reported as measured; the drill fails if any of them does.
  */
 import { join } from "node:path";
-import { jobProcesses, sampleRss } from "../lib/procfs.ts";
+import { jobProcesses, memoryMb, sampleRss } from "../lib/procfs.ts";
 import { startServer, waitFor, writeRegistry } from "../lib/server.ts";
 import { DrillFailure } from "./failure.ts";
 import { HOSTILE_PY, HOSTILE_PYTHON } from "./hostile_script.ts";
@@ -85,15 +85,23 @@ export async function hostileDrill(o: HostileOptions): Promise<Record<string, un
     ).catch(async () => ({ ...await status(id), wedged: true }));
 
   const figures: Record<string, unknown> = {};
+  // The server's high-water mark after each phase shows which attack costs the memory.
+  const peaks: Record<string, number> = {};
+  const mark = (phase: string) => peaks[phase] = Math.round(memoryMb(server.pid)?.peak ?? 0);
+  figures.server_rss_peak_after_mb = peaks;
   try {
+    mark("start");
     const first = await terminal(await submit("fine"));
     log(`a finished job's model: ${first.model_path}`);
+    mark("first_job");
 
     figures.flood = await flood(o.floodLines, submit, status, terminal, api);
     log(`flood: ${JSON.stringify(figures.flood)}`);
+    mark("flood");
     const deep = await terminal(await submit("deep"));
     figures.deep_json = { status: deep.status, warnings: deep.warnings, wedged: !!deep.wedged };
     log(`deep JSON: ${JSON.stringify(figures.deep_json)}`);
+    mark("deep_json");
     const huge = await terminal(await submit("huge"));
     figures.huge_line = {
       bytes: o.hugeBytes,
@@ -102,6 +110,7 @@ export async function hostileDrill(o: HostileOptions): Promise<Record<string, un
       wedged: !!huge.wedged,
     };
     log(`huge line: ${JSON.stringify(figures.huge_line)}`);
+    mark("huge_line");
 
     // Every model so far belongs to another job; ".x" goes last as it would reach them all.
     const before = await snapshot([outside, models]);
@@ -121,6 +130,7 @@ export async function hostileDrill(o: HostileOptions): Promise<Record<string, un
     figures.files_outside_untouched = !changed.some((p) => p.startsWith(outside));
     figures.other_models_untouched = !changed.some((p) => p.startsWith(models));
     log(`artifact tricks: ${JSON.stringify(figures.artifact_tricks)}`);
+    mark("artifact_tricks");
 
     const daemonJob = await submit("daemon");
     const daemon = await terminal(daemonJob);
