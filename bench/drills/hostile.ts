@@ -20,7 +20,6 @@ export interface HostileOptions {
   log?: (message: string) => void;
 }
 
-const TERMINAL = ["completed", "failed", "cancelled"];
 const RSS_LIMIT_MB = 300;
 const DAEMON_SECONDS = 600;
 
@@ -76,9 +75,12 @@ export async function hostileDrill(o: HostileOptions): Promise<Record<string, un
   const terminal = (id: string, ms = 120_000) =>
     waitFor(
       `job ${id} to end`,
+      // Every job here runs a process, whose end is its last event. Polled instead of the
+      // status, which carries the log tail: megabytes a poll after the huge line, and the drill
+      // measures the server's memory.
       async () => {
-        const s = await status(id);
-        return TERMINAL.includes(s.status) && !s.process?.alive ? s : undefined;
+        const ended = await api("GET", `/train/job/${id}/events?type=process_exited`);
+        return ended.events?.length ? await status(id) : undefined;
       },
       ms,
       50,
