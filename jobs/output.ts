@@ -63,6 +63,7 @@ export class OutputCollector {
   #warnings = 0;
   #suppressed = 0;
   #failure: string | null = null;
+  #closed = false;
   readonly stderrTail: string[] = [];
   artifact: string | null = null;
   scriptFailure: { reason: FailureReason; message: string } | null = null;
@@ -96,8 +97,13 @@ export class OutputCollector {
     if (rest) this.#line(name, rest);
   }
 
-  /** Flushes everything still queued; resolves when it is durable or the collector gave up. */
+  /**
+   * Flushes everything still queued; resolves when it is durable or the collector gave up.
+   * Output read after this is dropped: it comes from a process that outlived its job and
+   * holds the pipe, and a close that waited for it could wait forever.
+   */
   async close(): Promise<void> {
+    this.#closed = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     if (this.#suppressed > 0 && this.#failure === null) {
@@ -147,7 +153,7 @@ export class OutputCollector {
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL) this.stderrTail.shift();
     }
-    if (this.#failure !== null) return;
+    if (this.#failure !== null || this.#closed) return;
     if (stream === "stdout" && line.startsWith(PROTOCOL_PREFIX)) {
       const parsed = parseProtocol(line.slice(PROTOCOL_PREFIX.length));
       if (parsed.ok) {

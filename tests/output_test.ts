@@ -198,3 +198,28 @@ Deno.test("lone surrogates never reach the sink", async (t) => {
     assert.equal(pieces.join(""), emoji);
   });
 });
+
+Deno.test("close() returns while a process that outlived the job still writes", async () => {
+  const rec = recordingSink();
+  const collector = new OutputCollector(rec.sink, { modelsDir: "/nonexistent", flushMs: 1 });
+  let written = 0;
+  let stop = false;
+  const endless = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (stop) return controller.close();
+      await new Promise((r) => setTimeout(r, 1));
+      controller.enqueue(encoder.encode(`late ${++written}\n`));
+    },
+  }, { highWaterMark: 0 });
+  const reading = collector.consume(endless, "stdout");
+  await new Promise((r) => setTimeout(r, 200));
+  try {
+    await settles(collector.close(), "close()", 10_000);
+    const stored = rec.logLines().length;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(rec.logLines().length, stored, "nothing is stored after close()");
+  } finally {
+    stop = true;
+    await reading;
+  }
+});
