@@ -123,8 +123,10 @@ export class OutputCollector {
     let rest = text;
     let nl: number;
     while ((nl = rest.indexOf("\n")) >= 0) {
-      const line = this.#cut(name, rest.slice(0, nl));
-      if (line) this.#line(name, line);
+      const whole = rest.slice(0, nl);
+      const line = this.#cut(name, whole);
+      // A blank line is kept; the empty end of a line cut into exact pieces is not a line.
+      if (line !== "" || whole === "") this.#line(name, line);
       rest = rest.slice(nl + 1);
     }
     return this.#cut(name, rest);

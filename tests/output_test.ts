@@ -223,3 +223,13 @@ Deno.test("close() returns while a process that outlived the job still writes", 
     await reading;
   }
 });
+
+Deno.test("blank lines are log lines; a line of exactly two pieces is two", async () => {
+  const rec = recordingSink();
+  const collector = new OutputCollector(rec.sink, { modelsDir: "/nonexistent" });
+  const { stream } = source(["a", "", "\r", "y".repeat(2 * 64 * 1024), "b"]);
+  await collector.consume(stream, "stdout");
+  await collector.close();
+  const y = "y".repeat(64 * 1024);
+  assert.deepEqual(rec.logLines(), ["a", "", "", y, y, "b"]);
+});
