@@ -1,16 +1,25 @@
 /**
  * A job's unsent output, coalesced as it arrives. Log lines join the newest unsent log event
  * of their stream, so lines stay in order within their stream (the order between stdout and
- * stderr is not defined: they are read concurrently). Only the newest progress waits, and
- * unsent metrics are merged, because both only ever set the job's current state. Batches are
- * taken off the front, bounded in bytes and in events.
+ * stderr is not defined: they are read concurrently). Progress and metrics messages are queued
+ * in order as they come, up to MAX_STATE_EVENTS of each between two writes; past that the
+ * newest unsent progress is replaced and unsent metrics are merged, which changes nothing in
+ * the job's state: both only ever set its current values. Batches are taken off the front,
+ * bounded in bytes and in events.
  */
 import type { OutputEvent } from "./decide.ts";
 
 /** A log event takes lines until it holds this many bytes. */
 const MAX_EVENT_BYTES = 256 * 1024;
+/**
+ * Progress (or metrics) events kept apart between two writes. Well above what a real script
+ * prints in a flush interval (the built-ins print at most 20 a second), so their history
+ * stays whole; a flood of 300,000 becomes a few per write.
+ */
+const MAX_STATE_EVENTS = 20;
 
 type Stream = "stdout" | "stderr";
+type StateKind = "progress" | "metrics";
 
 interface Item {
   event: OutputEvent;
@@ -21,8 +30,11 @@ export class OutputQueue {
   #items: (Item | undefined)[] = [];
   #head = 0;
   #open: Record<Stream, Item | null> = { stdout: null, stderr: null };
-  #progress: Item | null = null;
-  #metrics: Item | null = null;
+  /** Per kind: how many were queued since the last take, and the newest still unsent. */
+  #state: Record<StateKind, { count: number; last: Item | null }> = {
+    progress: { count: 0, last: null },
+    metrics: { count: 0, last: null },
+  };
   #bytes = 0;
 
   /** Bytes waiting, as counted when added (about their JSON size). */
@@ -31,7 +43,7 @@ export class OutputQueue {
   }
 
   get empty(): boolean {
-    return this.#head === this.#items.length && !this.#progress && !this.#metrics;
+    return this.#head === this.#items.length;
   }
 
   log(stream: Stream, line: string): void {
@@ -46,20 +58,30 @@ export class OutputQueue {
     }
   }
 
-  /** Replaces any unsent progress: only the newest one matters. */
+  /** Queues a progress; past the allowance it replaces the newest unsent one. */
   progress(event: OutputEvent & { type: "progress" }, bytes: number): void {
-    this.#bytes += bytes - (this.#progress?.bytes ?? 0);
-    this.#progress = { event, bytes };
+    const state = this.#state.progress;
+    if (state.last && state.count >= MAX_STATE_EVENTS) {
+      this.#bytes += bytes - state.last.bytes;
+      state.last.event = event;
+      state.last.bytes = bytes;
+    } else this.#queueState("progress", event, bytes);
   }
 
-  /** Merges into unsent metrics: the job's state merges them key by key all the same. */
+  /** Queues metrics; past the allowance they merge into the newest unsent ones, key by key. */
   metrics(metrics: Record<string, unknown>, bytes: number): void {
-    const unsent = this.#metrics?.event.type === "metrics" ? this.#metrics.event.data.metrics : {};
-    this.#bytes += bytes;
-    this.#metrics = {
-      event: { type: "metrics", data: { metrics: { ...unsent, ...metrics } } },
-      bytes: (this.#metrics?.bytes ?? 0) + bytes,
-    };
+    const state = this.#state.metrics;
+    const last = state.last?.event;
+    if (state.last && last?.type === "metrics" && state.count >= MAX_STATE_EVENTS) {
+      last.data.metrics = { ...last.data.metrics, ...metrics };
+      state.last.bytes += bytes;
+      this.#bytes += bytes;
+    } else this.#queueState("metrics", { type: "metrics", data: { metrics } }, bytes);
+  }
+
+  #queueState(kind: StateKind, event: OutputEvent, bytes: number): void {
+    this.#state[kind].count++;
+    this.#state[kind].last = this.push(event, bytes);
   }
 
   /** Queues an event that is kept as it is (warnings, artifacts, a new log event). */
@@ -70,7 +92,7 @@ export class OutputQueue {
     return item;
   }
 
-  /** Takes the next batch: queued events up to the bounds, then the progress and metrics. */
+  /** Takes the next batch: queued events, in order, up to the bounds. */
   take(maxBytes: number, maxEvents: number): OutputEvent[] {
     const batch: OutputEvent[] = [];
     let bytes = 0;
@@ -80,19 +102,12 @@ export class OutputQueue {
       batch.push(item.event);
       bytes += item.bytes;
     }
-    // Taken events must not grow any more: they may be on their way to the sink.
-    this.#open = { stdout: null, stderr: null };
+    // Taken events must not change any more: they may be on their way to the sink.
+    this.#forget();
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
-    for (const slot of [this.#metrics, this.#progress]) {
-      if (slot) {
-        batch.push(slot.event);
-        bytes += slot.bytes;
-      }
-    }
-    this.#metrics = this.#progress = null;
     this.#bytes -= bytes;
     return batch;
   }
@@ -101,8 +116,12 @@ export class OutputQueue {
   clear(): void {
     this.#items = [];
     this.#head = 0;
-    this.#open = { stdout: null, stderr: null };
-    this.#progress = this.#metrics = null;
+    this.#forget();
     this.#bytes = 0;
+  }
+
+  #forget(): void {
+    this.#open = { stdout: null, stderr: null };
+    this.#state = { progress: { count: 0, last: null }, metrics: { count: 0, last: null } };
   }
 }

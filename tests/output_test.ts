@@ -81,7 +81,9 @@ Deno.test("a flood of 300,000 progress lines is coalesced; every log line stays,
   const events = rec.all();
   const steps = events.flatMap((e) => e.type === "progress" ? [e.data.step] : []);
   assert.equal(steps.at(-1), N, "the last progress is kept");
-  assert.ok(steps.length <= rec.batches.length, `${steps.length} progress events stored`);
+  assert.ok(steps.length <= 21 * rec.batches.length, `${steps.length} progress events stored`);
+  assert.ok(steps.length < N / 100, `${steps.length} progress events stored`);
+  assert.deepEqual(steps, [...steps].sort((a, b) => a! - b!), "in order");
   assert.deepEqual(
     rec.logLines(),
     Array.from({ length: N / 100 }, (_, i) => `log ${i * 100 + 100}`),
@@ -232,4 +234,25 @@ Deno.test("blank lines are log lines; a line of exactly two pieces is two", asyn
   await collector.close();
   const y = "y".repeat(64 * 1024);
   assert.deepEqual(rec.logLines(), ["a", "", "", y, y, "b"]);
+});
+
+Deno.test("a few progress and metrics messages are all kept, in order", async () => {
+  const rec = recordingSink();
+  const collector = new OutputCollector(rec.sink, { modelsDir: "/nonexistent" });
+  const { stream } = source([
+    ...range(5, (i) => [progress(i, 5)]),
+    ...range(3, (i) => [`@@trainer {"event":"metrics","metrics":{"m${i}":${i}}}`]),
+  ]);
+  await collector.consume(stream, "stdout");
+  await collector.close();
+  assert.deepEqual(rec.all().map((e) => e.type === "progress" ? e.data.step : e.type), [
+    1,
+    2,
+    3,
+    4,
+    5,
+    "metrics",
+    "metrics",
+    "metrics",
+  ]);
 });

@@ -178,14 +178,20 @@ async function flood(
   }
   const inOrder = logLines.length === lines / 100 &&
     logLines.every((l, i) => l === `log ${(i + 1) * 100}`);
-  const events = await api("GET", `/train/job/${id}/events?type=progress&limit=1000`);
+  let progressEvents = 0;
+  for (let a = 0;;) {
+    const page = await api("GET", `/train/job/${id}/events?type=progress&after=${a}&limit=1000`);
+    if (!page.events?.length) break;
+    progressEvents += page.events.length;
+    a = page.next_after;
+  }
   const s = await status(id);
   return {
     lines,
     status: job.status,
     wedged: !!job.wedged,
     last_progress_step: s.progress?.step ?? null,
-    progress_events: events.events?.length ?? null,
+    progress_events: progressEvents,
     log_lines_in_order: inOrder,
     seconds_to_end: Math.round(ended * 10) / 10,
     slot_freed: after.status === "completed",
