@@ -106,8 +106,8 @@ Deno.test("a sink slower than the child stops the reading at the cap, then catch
   const reading = collector.consume(stream, "stdout");
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(counter.done, false, "the reader stopped pulling");
-  // Held: the batch in flight (at most 4 MiB), the cap, and one chunk over it.
-  assert.ok(counter.pulled < 4 * 1024 * 1024 + cap + 128 * 1024, `pulled ${counter.pulled}`);
+  // Held: the batch in flight (taken at the first 256 KiB), the cap, and a chunk or two over.
+  assert.ok(counter.pulled < cap + 512 * 1024, `pulled ${counter.pulled}`);
   assert.ok(collector.pendingBytes <= cap + 128 * 1024, `pending ${collector.pendingBytes}`);
   release();
   await settles(reading, "reading");
