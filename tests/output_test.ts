@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import type { OutputEvent } from "../jobs/decide.ts";
 import { OutputCollector } from "../jobs/output.ts";
 import { MAX_JSON_DEPTH, nestedDeeperThan, parseProtocol } from "../jobs/protocol.ts";
+import { within } from "./helpers/server.ts";
 
 const encoder = new TextEncoder();
 
@@ -51,19 +52,6 @@ function recordingSink(delayMs = 0) {
   return { sink, batches, all, logLines };
 }
 
-/** `p`, or a failure naming `what`: the old collector never settled in these cases. */
-async function settles<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 const progress = (i: number, total: number) =>
   `@@trainer {"event":"progress","step":${i},"total":${total}}`;
 
@@ -75,8 +63,8 @@ Deno.test("a flood of 300,000 progress lines is coalesced; every log line stays,
     i % 100 === 0 ? [progress(i, N), `log ${i}`] : [
       progress(i, N),
     ]));
-  await settles(collector.consume(stream, "stdout"), "reading");
-  await settles(collector.close(), "close()");
+  await within(30_000, collector.consume(stream, "stdout"), "reading");
+  await within(30_000, collector.close(), "close()");
 
   const events = rec.all();
   const steps = events.flatMap((e) => e.type === "progress" ? [e.data.step] : []);
@@ -110,8 +98,8 @@ Deno.test("a sink slower than the child stops the reading at the cap, then catch
   assert.ok(counter.pulled < cap + 512 * 1024, `pulled ${counter.pulled}`);
   assert.ok(collector.pendingBytes <= cap + 128 * 1024, `pending ${collector.pendingBytes}`);
   release();
-  await settles(reading, "reading");
-  await settles(collector.close(), "close()");
+  await within(30_000, reading, "reading");
+  await within(30_000, collector.close(), "close()");
   const stored = rec.logLines();
   assert.equal(stored.length, lines);
   stored.forEach((l, i) => {
@@ -127,8 +115,8 @@ Deno.test("a sink that always fails is tried a bounded number of times, then giv
     return Promise.reject(new Error("disk I/O error"));
   }, { modelsDir: "/nonexistent", maxTries: 3, onFailed: (why) => failures.push(why) });
   const { stream } = source(range(50_000, (i) => [`line ${i}`]));
-  await settles(collector.consume(stream, "stdout"), "reading");
-  await settles(collector.close(), "close()");
+  await within(30_000, collector.consume(stream, "stdout"), "reading");
+  await within(30_000, collector.close(), "close()");
   assert.equal(calls, 3);
   assert.equal(failures.length, 1, "reported once");
   assert.match(failures[0], /could not be stored after 3 tries.*disk I\/O error/);
@@ -143,7 +131,7 @@ Deno.test("pathological protocol lines become warnings; the lines stay in the lo
   const collector = new OutputCollector(rec.sink, { modelsDir: "/nonexistent" });
   const { stream } = source([deep(6000), deep(MAX_JSON_DEPTH - 2), "after"]);
   await collector.consume(stream, "stdout");
-  await settles(collector.close(), "close()");
+  await within(30_000, collector.close(), "close()");
   const warnings = rec.all().flatMap((e) => e.type === "warning" ? [e.data.message] : []);
 
   await t.step("6,000 levels: a warning, nothing parsed", () => {
@@ -216,7 +204,7 @@ Deno.test("close() returns while a process that outlived the job still writes", 
   const reading = collector.consume(endless, "stdout");
   await new Promise((r) => setTimeout(r, 200));
   try {
-    await settles(collector.close(), "close()", 10_000);
+    await within(10_000, collector.close(), "close()");
     const stored = rec.logLines().length;
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(rec.logLines().length, stored, "nothing is stored after close()");

@@ -17,6 +17,7 @@ import { loadRegistry } from "../models/registry.ts";
 import { RuntimeChecker } from "../models/runtime_checker.ts";
 import { randomId, systemClock } from "../db/clock.ts";
 import { liveGroupMembers, openTestStore, pollUntil, SCRIPTS } from "./helpers/app.ts";
+import { within } from "./helpers/server.ts";
 
 /** The real LocalPort, except that `output` of the jobs in `failing` is refused. */
 class RefusingPort implements WorkerPort {
@@ -125,10 +126,6 @@ Deno.test("output that cannot be stored fails the job, stops its group and frees
     });
   } finally {
     // Bounded: with a collector that retried forever, shutdown never returned either.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error("shutdown did not return in 30 s")), 30_000);
-    });
-    await Promise.race([supervisor.shutdown(), late]).finally(() => clearTimeout(timer));
+    await within(30_000, supervisor.shutdown(), "the supervisor to shut down");
   }
 });
