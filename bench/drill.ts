@@ -1,10 +1,11 @@
 /**
- * `deno task drill [kill|input|slowlog]...`: the full fault drills of issue 4 against real
- * server processes. Prints every figure and writes bench/results/drill-<name>.json.
- * The small versions run in CI as tests/drill_*_test.ts.
+ * `deno task drill [kill|input|slowlog|hostile]...`: the full fault drills of issues 4 and 7
+ * against real server processes. Prints every figure and writes bench/results/drill-<name>.json.
+ * The small versions run in CI as tests/drill_*_test.ts and tests/e2e_hostile_output_test.ts.
  */
 import { badInput } from "./drills/bad_input.ts";
 import { DrillFailure } from "./drills/failure.ts";
+import { hostileDrill } from "./drills/hostile.ts";
 import { killLoop } from "./drills/kill_loop.ts";
 import { collectorDrill, serverDrill } from "./drills/slow_log.ts";
 import { machine } from "./lib/machine.ts";
@@ -15,6 +16,7 @@ type Drill = (dir: string, log: (m: string) => void) => Promise<Record<string, u
 const DRILLS: Record<string, Drill> = {
   kill: async (dir, log) => ({ ...await killLoop({ kills: 50, dir, log }) }),
   input: async (dir, log) => ({ ...await badInput({ requests: 10_000, dir, log }) }),
+  hostile: (dir, log) => hostileDrill({ dir, floodLines: 300_000, hugeBytes: 10_000_000, log }),
   slowlog: async (dir, log) => {
     const stalled = await collectorDrill(1_000_000, "stalled");
     log(`collector, sink stalled until the child exits: ${JSON.stringify(stalled)}`);

@@ -121,7 +121,7 @@ export class EventStore {
       try {
         const value = await p.fn(unit);
         for (const [id, s] of unit.states) staged.set(id, s);
-        appended.push(...unit.events);
+        for (const e of unit.events) appended.push(e);
         done.push({ p, value });
       } catch (error) {
         this.#nextSeq = unitSeq;
@@ -236,7 +236,7 @@ class Unit implements UnitOfWork {
       stored.push(e);
     }
     if (state) this.states.set(jobId, state);
-    this.events.push(...stored);
+    for (const e of stored) this.events.push(e);
     return stored;
   }
 

@@ -20,13 +20,15 @@ export interface ExitReport {
   /** A reason the script itself reported before exiting (protocol `error` message). */
   script_failure: { reason: FailureReason; message: string } | null;
   /** Why the worker stopped the process, if it did. */
-  stopped_for: "timeout" | "cancel" | "shutdown" | null;
+  stopped_for: "timeout" | "cancel" | "shutdown" | "output_failed" | null;
   stopped_with: "SIGTERM" | "SIGKILL" | null;
   /** True only when neither the group nor any process carrying the job's id is alive. */
   group_gone: boolean;
   /** Processes outside the group, carrying the job's id, killed when the job ended. */
   strays_killed?: number[];
   timeout_seconds?: number;
+  /** Why the job's output could not be stored, when the worker gave up on it. */
+  output_failure?: string | null;
 }
 
 export type Command =
@@ -141,6 +143,8 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
     },
   }, processEnded];
   const tail = r.stderr_tail ? `\n${r.stderr_tail}` : "";
+  // Its log is incomplete whatever else happened: that is what the job must be known for.
+  if (r.output_failure) return failed("output_failed", r.output_failure);
   if (r.stopped_for === "timeout") {
     return failed("timeout", `time limit of ${r.timeout_seconds ?? "?"} s exceeded${tail}`);
   }

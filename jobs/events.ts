@@ -23,6 +23,7 @@ export const FAILURE_REASONS = [
   "dataset_invalid",
   "invalid_hyperparameters",
   "runtime_error",
+  "output_failed",
 ] as const;
 export const FailureReason = z.enum(FAILURE_REASONS);
 export type FailureReason = z.infer<typeof FailureReason>;

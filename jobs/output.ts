@@ -1,49 +1,71 @@
 /**
  * Turns a child's stdout and stderr into job events. Lines are read as fast as the child
- * writes them and buffered in memory in arrival order; a background flusher appends them in
- * batches. The reader never waits on the database, so a slow disk cannot stall training,
- * and no line is dropped: a failed append is retried with the lines kept in order.
+ * writes them into an OutputQueue, which coalesces them (every log line kept, in order; only
+ * the newest progress); a background flusher appends them in bounded batches. Memory is
+ * bounded: past MAX_PENDING_BYTES the reader stops reading the pipe until the sink catches up.
+ * A sink that keeps failing is retried a bounded number of times, then the collector gives up
+ * and reports it, so a job can never wedge on its own output.
  */
-import { z } from "zod";
 import { resolve } from "node:path";
 import type { OutputEvent } from "./decide.ts";
 import { type FailureReason, FailureReason as FailureReasonSchema } from "./events.ts";
 import { isInside } from "../models/artifacts.ts";
+import { OutputQueue } from "./output_queue.ts";
+import { parseProtocol, PROTOCOL_PREFIX, type ProtocolMessage } from "./protocol.ts";
 
-export const PROTOCOL_PREFIX = "@@trainer ";
+export { PROTOCOL_PREFIX } from "./protocol.ts";
+
+/** Longer lines are split; pieces never split a surrogate pair. */
 const MAX_LINE = 64 * 1024;
 const STDERR_TAIL = 20;
-const MAX_EVENT_BYTES = 256 * 1024;
-
-const Metrics = z.record(z.string(), z.unknown());
-const ProtocolMessage = z.discriminatedUnion("event", [
-  z.object({
-    event: z.literal("progress"),
-    step: z.number().nullish(),
-    total: z.number().nullish(),
-    message: z.string().nullish(),
-    metrics: Metrics.nullish(),
-  }),
-  z.object({ event: z.literal("metrics"), metrics: Metrics }),
-  z.object({ event: z.literal("artifact"), path: z.string().min(1) }),
-  z.object({ event: z.literal("error"), reason: z.string().nullish(), message: z.string() }),
-]);
+/**
+ * One sink call carries at most this much: it is one structured clone across the thread and
+ * one transaction, and neither may grow with what the child prints. Not much smaller either:
+ * every call waits its turn for the database's write lock, and with the slow-disk drill's lock
+ * (held 300 ms of every 400 ms) 4 MiB calls took twice as long as 16 MiB ones to store 60 MB.
+ */
+const MAX_CALL_BYTES = 16 * 1024 * 1024;
+const MAX_CALL_EVENTS = 1000;
+/**
+ * Unsent output of one job above which its pipes are no longer read. The slow-disk drill
+ * measures the bound: the reader takes about 135 MB/s from a fast child, so a database
+ * write-locked for 300 ms meets ~40 MB of backlog, and a child that must never block while the
+ * database is briefly locked needs that much room. 64 MiB keeps that margin (1,000,000 lines of
+ * 60 bytes, the drill's whole log, fit) while a script printing forever costs at most this
+ * much per running job instead of growing the server until it dies.
+ */
+export const MAX_PENDING_BYTES = 64 * 1024 * 1024;
+/** Tries of one batch before the collector gives up: about 5 s of backoff in all. */
+const MAX_TRIES = 8;
+/** After this many warnings a job's further warnings are only counted. */
+const MAX_WARNINGS = 50;
+/** Bytes a small event (progress, warning, artifact) is counted as, at least. */
+const EVENT_OVERHEAD = 64;
 
 export type OutputSink = (events: OutputEvent[]) => Promise<void>;
 
 export interface CollectorOptions {
   modelsDir: string;
   flushMs?: number;
+  /** Pending bytes that start a flush at once rather than after `flushMs`. */
   maxBatchBytes?: number;
+  maxPendingBytes?: number;
+  maxTries?: number;
+  /** Called once when the sink kept failing and the output is dropped from then on. */
+  onFailed?: (message: string) => void;
 }
 
 export class OutputCollector {
-  #pending: OutputEvent[] = [];
-  #pendingBytes = 0;
-  #lastBytes = 0;
+  #queue = new OutputQueue();
+  #retry: OutputEvent[] | null = null;
+  #tries = 0;
   #flushing: Promise<void> | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
-  #failures = 0;
+  #room: (() => void)[] = [];
+  #warnings = 0;
+  #suppressed = 0;
+  #failure: string | null = null;
+  #closed = false;
   readonly stderrTail: string[] = [];
   artifact: string | null = null;
   scriptFailure: { reason: FailureReason; message: string } | null = null;
@@ -51,34 +73,82 @@ export class OutputCollector {
 
   constructor(readonly sink: OutputSink, readonly opts: CollectorOptions) {}
 
+  /** Why the output could not be stored, once the collector gave up; null until then. */
+  get failure(): string | null {
+    return this.#failure;
+  }
+
+  /** Output waiting to be sent, in bytes (a batch being sent is not counted). */
+  get pendingBytes(): number {
+    return this.#queue.bytes;
+  }
+
   /** Reads one stream to its end. */
   async consume(stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr"): Promise<void> {
     const decoder = new TextDecoder();
     let rest = "";
     for await (const chunk of stream) {
       rest += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        this.#line(name, rest.slice(0, nl));
-        rest = rest.slice(nl + 1);
-      }
-      while (rest.length > MAX_LINE) {
-        this.#line(name, rest.slice(0, MAX_LINE));
-        rest = rest.slice(MAX_LINE);
+      rest = this.#split(name, rest);
+      // Backpressure: while the sink is far behind, leave the rest in the pipe.
+      while (this.#queue.bytes > this.#cap && this.#failure === null) {
+        await new Promise<void>((r) => this.#room.push(r));
       }
     }
-    rest += decoder.decode();
+    rest = this.#split(name, rest + decoder.decode());
     if (rest) this.#line(name, rest);
   }
 
-  /** Flushes everything still buffered; resolves when it is durable. */
+  /**
+   * Flushes everything still queued; resolves when it is durable or the collector gave up.
+   * Output read after this is dropped: it comes from a process that outlived its job and
+   * holds the pipe, and a close that waited for it could wait forever.
+   */
   async close(): Promise<void> {
+    this.#closed = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    while (this.#flushing || this.#pending.length) {
-      if (this.#flushing) await this.#flushing;
-      else this.#flush();
+    if (this.#suppressed > 0 && this.#failure === null) {
+      this.#queue.push({
+        type: "warning",
+        data: { message: `${this.#suppressed} more warnings were not recorded` },
+      }, EVENT_OVERHEAD);
+      this.#suppressed = 0;
     }
+    while (this.#failure === null && (this.#flushing || this.#hasPending())) {
+      await (this.#flushing ?? this.#flush());
+    }
+  }
+
+  /** Handles the complete lines of `text`; returns what is left of it. */
+  #split(name: "stdout" | "stderr", text: string): string {
+    let rest = text;
+    let nl: number;
+    while ((nl = rest.indexOf("\n")) >= 0) {
+      const whole = rest.slice(0, nl);
+      const line = this.#cut(name, whole);
+      // A blank line is kept; the empty end of a line cut into exact pieces is not a line.
+      if (line !== "" || whole === "") this.#line(name, line);
+      rest = rest.slice(nl + 1);
+    }
+    return this.#cut(name, rest);
+  }
+
+  /** Handles MAX_LINE pieces off the front of an overlong `text`; returns the rest. */
+  #cut(name: "stdout" | "stderr", text: string): string {
+    let rest = text;
+    while (rest.length > MAX_LINE) {
+      // Cutting between the halves of a surrogate pair would store two invalid halves.
+      const high = rest.charCodeAt(MAX_LINE - 1);
+      const cut = high >= 0xd800 && high <= 0xdbff ? MAX_LINE - 1 : MAX_LINE;
+      this.#line(name, rest.slice(0, cut));
+      rest = rest.slice(cut);
+    }
+    return rest;
+  }
+
+  get #cap(): number {
+    return this.opts.maxPendingBytes ?? MAX_PENDING_BYTES;
   }
 
   #line(stream: "stdout" | "stderr", raw: string): void {
@@ -87,62 +157,44 @@ export class OutputCollector {
       this.stderrTail.push(line);
       if (this.stderrTail.length > STDERR_TAIL) this.stderrTail.shift();
     }
+    if (this.#failure !== null || this.#closed) return;
     if (stream === "stdout" && line.startsWith(PROTOCOL_PREFIX)) {
-      const problem = this.#protocol(line.slice(PROTOCOL_PREFIX.length));
-      if (problem === null) return;
-      this.#push({ type: "warning", data: { message: `malformed protocol line: ${problem}` } });
+      const parsed = parseProtocol(line.slice(PROTOCOL_PREFIX.length));
+      if (parsed.ok) {
+        const problem = this.#message(parsed.message, line.length);
+        if (problem === null) return;
+        this.#warn(`malformed protocol line: ${problem}`);
+      } else this.#warn(`malformed protocol line: ${parsed.problem}`);
     }
     this.lines++;
-    // Coalesce into the newest log event of this stream up to a per-event cap, even while a
-    // flush is in flight: one event per line would make the next flush slower still.
-    const last = this.#pending.at(-1);
-    if (
-      last?.type === "log" && last.data.stream === stream && this.#lastBytes < MAX_EVENT_BYTES
-    ) {
-      last.data.lines.push(line);
-      this.#lastBytes += line.length + 3;
-      this.#pendingBytes += line.length + 3;
-      this.#schedule();
-    } else {
-      this.#lastBytes = line.length + 3;
-      this.#push({ type: "log", data: { stream, lines: [line] } }, line.length + 3);
-    }
+    this.#queue.log(stream, line);
+    this.#schedule();
   }
 
-  /** Handles a protocol message; returns why it is malformed, or null. */
-  #protocol(text: string): string | null {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      return "not valid JSON";
-    }
-    const parsed = ProtocolMessage.safeParse(json);
-    if (!parsed.success) {
-      return parsed.error.issues.map((i) => `${i.path.join(".") || "message"}: ${i.message}`)
-        .join("; ");
-    }
-    const m = parsed.data;
+  /** Handles a protocol message; returns why it cannot be used, or null. */
+  #message(m: ProtocolMessage, size: number): string | null {
+    const bytes = size + EVENT_OVERHEAD;
     switch (m.event) {
-      case "progress":
-        this.#push({
-          type: "progress",
-          data: {
-            step: m.step ?? null,
-            total: m.total ?? null,
-            message: m.message ?? null,
-            metrics: m.metrics ?? null,
-          },
-        });
+      case "progress": {
+        const data = {
+          step: m.step ?? null,
+          total: m.total ?? null,
+          message: m.message ?? null,
+          metrics: m.metrics ?? null,
+        };
+        this.#queue.progress({ type: "progress", data }, bytes);
+        this.#schedule();
         return null;
+      }
       case "metrics":
-        this.#push({ type: "metrics", data: { metrics: m.metrics } });
+        this.#queue.metrics(m.metrics, bytes);
+        this.#schedule();
         return null;
       case "artifact": {
         const path = resolve(this.opts.modelsDir, m.path);
         if (!isInside(this.opts.modelsDir, path)) return `artifact ${m.path} is outside MODELS_DIR`;
         this.artifact = path;
-        this.#push({ type: "artifact", data: { path } });
+        this.#enqueue({ type: "artifact", data: { path } }, bytes);
         return null;
       }
       case "error": {
@@ -156,43 +208,81 @@ export class OutputCollector {
     }
   }
 
-  get #max(): number {
-    return this.opts.maxBatchBytes ?? 256 * 1024;
+  #warn(message: string): void {
+    if (this.#warnings >= MAX_WARNINGS) {
+      this.#suppressed++;
+      return;
+    }
+    this.#warnings++;
+    this.#enqueue({ type: "warning", data: { message } }, message.length + EVENT_OVERHEAD);
   }
 
-  #push(event: OutputEvent, bytes = 256): void {
-    this.#pending.push(event);
-    this.#pendingBytes += bytes;
+  #enqueue(event: OutputEvent, bytes: number): void {
+    this.#queue.push(event, bytes);
     this.#schedule();
   }
 
+  #hasPending(): boolean {
+    return this.#retry !== null || !this.#queue.empty;
+  }
+
   #schedule(): void {
-    if (this.#pendingBytes >= this.#max && !this.#flushing) {
-      this.#flush();
+    if (this.#flushing) return;
+    if (this.#queue.bytes >= (this.opts.maxBatchBytes ?? 256 * 1024)) {
+      void this.#flush();
       return;
     }
     this.#timer ??= setTimeout(() => {
       this.#timer = null;
-      if (!this.#flushing) this.#flush();
+      if (!this.#flushing) void this.#flush();
     }, this.opts.flushMs ?? 50);
   }
 
-  #flush(): void {
-    // A timer left from before close() may fire with nothing to send.
-    if (this.#pending.length === 0) return;
-    const batch = this.#pending;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.#flushing = this.sink(batch).then(() => {
-      this.#failures = 0;
-    }, async () => {
-      // Keep the lines, in order, ahead of anything that arrived since; retry with backoff.
-      this.#pending = [...batch, ...this.#pending];
-      this.#pendingBytes += batch.length * 256;
-      await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** this.#failures++)));
-    }).finally(() => {
+  /** Sends batches until nothing is pending; one flusher at a time. */
+  #flush(): Promise<void> {
+    this.#flushing ??= this.#drain().finally(() => {
       this.#flushing = null;
-      if (this.#pending.length && this.#timer === null) this.#schedule();
+      // Lines that arrived after the last check saw a flush in flight and did not schedule.
+      if (this.#failure === null && this.#hasPending()) this.#schedule();
     });
+    return this.#flushing;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#failure === null && this.#hasPending()) {
+      const batch = this.#retry ?? this.#queue.take(MAX_CALL_BYTES, MAX_CALL_EVENTS);
+      try {
+        await this.sink(batch);
+        this.#retry = null;
+        this.#tries = 0;
+      } catch (e) {
+        this.#retry = batch;
+        if (++this.#tries >= (this.opts.maxTries ?? MAX_TRIES)) {
+          this.#giveUp(batch.length, e);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** (this.#tries - 1))));
+      } finally {
+        this.#wake();
+      }
+    }
+  }
+
+  #giveUp(events: number, error: unknown): void {
+    const why = error instanceof Error ? error.message : String(error);
+    this.#failure = `the job's output could not be stored after ${this.#tries} tries ` +
+      `(${events} events in the failing batch): ${why}`;
+    // Nothing more is kept: the job is failed, and its readers only drain the pipes.
+    this.#queue.clear();
+    this.#retry = null;
+    this.#wake();
+    this.opts.onFailed?.(this.#failure);
+  }
+
+  #wake(): void {
+    if (this.#queue.bytes > this.#cap && this.#failure === null) return;
+    const waiting = this.#room;
+    this.#room = [];
+    for (const resume of waiting) resume();
   }
 }

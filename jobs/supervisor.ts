@@ -32,7 +32,7 @@ export interface SupervisorOptions {
   log?: (message: string) => void;
 }
 
-type StopReason = "cancel" | "timeout" | "shutdown";
+type StopReason = "cancel" | "timeout" | "shutdown" | "output_failed";
 
 interface Running {
   job: JobState;
@@ -170,7 +170,7 @@ export class Supervisor {
     }
     const collector = new OutputCollector(
       (events) => this.port.output(job.job_id, events),
-      { modelsDir: this.opts.modelsDir },
+      { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },
     );
     let finish!: () => void;
     const r: Running = {
@@ -248,6 +248,7 @@ export class Supervisor {
       group_gone: stop.group_gone && strays.gone,
       strays_killed: strays.killed,
       timeout_seconds: job.timeout_seconds,
+      output_failure: collector.failure,
     };
     if (r.stopping || !(status.success && artifact)) await this.#removeFiles(r);
     await this.port.exited(job.job_id, report).catch((e) => {
@@ -267,6 +268,16 @@ export class Supervisor {
         log,
       }).catch((e) => log(`could not remove its files (${e})`));
     }
+  }
+
+  /**
+   * The job's output cannot be stored: stop its group rather than let it run on with its log
+   * silently lost. The exit report carries the reason, so the job fails with it and the
+   * process's end is still recorded truthfully.
+   */
+  #outputFailed(jobId: string, why: string): void {
+    this.opts.log?.(`job ${jobId}: ${why}; stopping it`);
+    void this.stop(jobId, "output_failed");
   }
 
   #env(job: JobState, passThrough: string[]): Record<string, string> {

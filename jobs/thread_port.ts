@@ -53,7 +53,15 @@ export function servePort(
     } catch (e) {
       answer = { id: call.id, ok: false, error: e instanceof Error ? e.message : String(e) };
     }
-    channel.postMessage(answer);
+    try {
+      channel.postMessage(answer);
+    } catch (e) {
+      // An answer that cannot be cloned (a value nested too deep for the structured clone)
+      // must still answer the call: a caller waiting forever wedges the supervisor.
+      channel.postMessage(
+        { id: call.id, ok: false, error: `answer not sent: ${e}` } satisfies Answer,
+      );
+    }
   });
 }
 
@@ -87,7 +95,13 @@ export class ThreadPort implements WorkerPort {
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.channel.postMessage({ id, method, args } satisfies Call);
+      try {
+        this.channel.postMessage({ id, method, args } satisfies Call);
+      } catch (e) {
+        // Not clonable: the call fails like any other, and its waiter must not stay behind.
+        this.#waiting.delete(id);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
     });
   }
 

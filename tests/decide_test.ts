@@ -108,6 +108,12 @@ Deno.test("exit report mapping", async (t) => {
     assert.equal(state.process?.alive, false);
   });
   const cases: [string, Report, string, RegExp][] = [
+    [
+      "output that could not be stored, even with exit 0 and the artifact",
+      { output_failure: "the job's output could not be stored after 8 tries: disk I/O error" },
+      "output_failed",
+      /could not be stored after 8 tries: disk I\/O error/,
+    ],
     ["exit 0 without artifact", { artifact: null }, "artifact_missing", /wrote no model file/],
     [
       "exit 0 with a refused artifact",

@@ -212,7 +212,7 @@ export async function http(
 }
 
 /** `promise`, or a rejection naming `what` after `ms`. */
-async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+export async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
   let id: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     id = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);

@@ -1,0 +1,127 @@
+/**
+ * A job's unsent output, coalesced as it arrives. Log lines join the newest unsent log event
+ * of their stream, so lines stay in order within their stream (the order between stdout and
+ * stderr is not defined: they are read concurrently). Progress and metrics messages are queued
+ * in order as they come, up to MAX_STATE_EVENTS of each between two writes; past that the
+ * newest unsent progress is replaced and unsent metrics are merged, which changes nothing in
+ * the job's state: both only ever set its current values. Batches are taken off the front,
+ * bounded in bytes and in events.
+ */
+import type { OutputEvent } from "./decide.ts";
+
+/** A log event takes lines until it holds this many bytes. */
+const MAX_EVENT_BYTES = 256 * 1024;
+/**
+ * Progress (or metrics) events kept apart between two writes. Well above what a real script
+ * prints in a flush interval (the built-ins print at most 20 a second), so their history
+ * stays whole; a flood of 300,000 becomes a few per write.
+ */
+const MAX_STATE_EVENTS = 20;
+
+type Stream = "stdout" | "stderr";
+type StateKind = "progress" | "metrics";
+
+interface Item {
+  event: OutputEvent;
+  bytes: number;
+}
+
+export class OutputQueue {
+  #items: (Item | undefined)[] = [];
+  #head = 0;
+  #open: Record<Stream, Item | null> = { stdout: null, stderr: null };
+  /** Per kind: how many were queued since the last take, and the newest still unsent. */
+  #state: Record<StateKind, { count: number; last: Item | null }> = {
+    progress: { count: 0, last: null },
+    metrics: { count: 0, last: null },
+  };
+  #bytes = 0;
+
+  /** Bytes waiting, as counted when added (about their JSON size). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get empty(): boolean {
+    return this.#head === this.#items.length;
+  }
+
+  log(stream: Stream, line: string): void {
+    const bytes = line.length + 3;
+    const open = this.#open[stream];
+    if (open && open.bytes < MAX_EVENT_BYTES && open.event.type === "log") {
+      open.event.data.lines.push(line);
+      open.bytes += bytes;
+      this.#bytes += bytes;
+    } else {
+      this.#open[stream] = this.push({ type: "log", data: { stream, lines: [line] } }, bytes);
+    }
+  }
+
+  /** Queues a progress; past the allowance it replaces the newest unsent one. */
+  progress(event: OutputEvent & { type: "progress" }, bytes: number): void {
+    const state = this.#state.progress;
+    if (state.last && state.count >= MAX_STATE_EVENTS) {
+      this.#bytes += bytes - state.last.bytes;
+      state.last.event = event;
+      state.last.bytes = bytes;
+    } else this.#queueState("progress", event, bytes);
+  }
+
+  /** Queues metrics; past the allowance they merge into the newest unsent ones, key by key. */
+  metrics(metrics: Record<string, unknown>, bytes: number): void {
+    const state = this.#state.metrics;
+    const last = state.last?.event;
+    if (state.last && last?.type === "metrics" && state.count >= MAX_STATE_EVENTS) {
+      last.data.metrics = { ...last.data.metrics, ...metrics };
+      state.last.bytes += bytes;
+      this.#bytes += bytes;
+    } else this.#queueState("metrics", { type: "metrics", data: { metrics } }, bytes);
+  }
+
+  #queueState(kind: StateKind, event: OutputEvent, bytes: number): void {
+    this.#state[kind].count++;
+    this.#state[kind].last = this.push(event, bytes);
+  }
+
+  /** Queues an event that is kept as it is (warnings, artifacts, a new log event). */
+  push(event: OutputEvent, bytes: number): Item {
+    const item = { event, bytes };
+    this.#items.push(item);
+    this.#bytes += bytes;
+    return item;
+  }
+
+  /** Takes the next batch: queued events, in order, up to the bounds. */
+  take(maxBytes: number, maxEvents: number): OutputEvent[] {
+    const batch: OutputEvent[] = [];
+    let bytes = 0;
+    while (this.#head < this.#items.length && bytes < maxBytes && batch.length < maxEvents) {
+      const item = this.#items[this.#head]!;
+      this.#items[this.#head++] = undefined;
+      batch.push(item.event);
+      bytes += item.bytes;
+    }
+    // Taken events must not change any more: they may be on their way to the sink.
+    this.#forget();
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#bytes -= bytes;
+    return batch;
+  }
+
+  /** Drops everything. */
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+    this.#forget();
+    this.#bytes = 0;
+  }
+
+  #forget(): void {
+    this.#open = { stdout: null, stderr: null };
+    this.#state = { progress: { count: 0, last: null }, metrics: { count: 0, last: null } };
+  }
+}
