@@ -11,6 +11,7 @@ import type { RuntimeChecker } from "./models/runtime_checker.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { bearerAuth, limitBody, shutdownGate } from "./routes/middleware.ts";
 import { trainRoutes } from "./routes/train.ts";
+import { webRoutes } from "./web/routes.ts";
 
 export interface AppDeps {
   database: Database;
@@ -54,6 +55,8 @@ export function createApp(deps: AppDeps): Hono {
     }));
   }
   app.use(shutdownGate(deps.lifecycle));
+  // Before the token check: the page must load to ask for the token. It holds no data.
+  app.route("/", webRoutes({ registry: deps.jobs.registry }));
   app.use(bearerAuth(deps.apiToken, ["/health"]));
   app.use(limitBody(MAX_BODY_BYTES));
   // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be

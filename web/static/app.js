@@ -1,0 +1,51 @@
+/** The dashboard's entry: token field, hash routing between the four views, notices. */
+import { getToken, onUnauthorized, setToken } from "./api.js";
+import { showJobs } from "./jobs.js";
+import { showJob } from "./job.js";
+import { showSubmit } from "./submit.js";
+import { showModels } from "./models.js";
+import { notice } from "./live.js";
+
+const VIEWS = ["jobs", "job", "submit", "models"];
+/** Stops the live updates of the view being left. */
+let leave = () => {};
+
+function route() {
+  leave();
+  notice("");
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [name, arg] = hash.split("/");
+  const view = name === "job" && arg ? "job" : VIEWS.includes(name) ? name : "jobs";
+  for (const v of VIEWS) document.getElementById(`view-${v}`).hidden = v !== view;
+  for (const a of document.querySelectorAll("[data-nav]")) {
+    if (a.dataset.nav === (view === "job" ? "jobs" : view)) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const start = { jobs: showJobs, job: () => showJob(arg), submit: showSubmit, models: showModels };
+  leave = start[view]() ?? (() => {});
+}
+
+function setupToken() {
+  const form = document.getElementById("token-form");
+  const input = document.getElementById("token");
+  input.value = getToken();
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    setToken(input.value.trim());
+    form.classList.remove("wanted");
+    route();
+  });
+  onUnauthorized(() => {
+    form.classList.add("wanted");
+    notice(
+      getToken()
+        ? "The API token was refused: enter the server's API_TOKEN above."
+        : "This server needs a token: enter its API_TOKEN above.",
+    );
+    input.focus();
+  });
+}
+
+setupToken();
+addEventListener("hashchange", route);
+route();
