@@ -1,17 +1,25 @@
 /** The dashboard's entry: token field, hash routing between the four views, notices. */
 import { getToken, onUnauthorized, setToken } from "./api.js";
 import { showJobs } from "./jobs.js";
-import { showJob } from "./job.js";
-import { showSubmit } from "./submit.js";
-import { showModels } from "./models.js";
 import { notice } from "./live.js";
 
 const VIEWS = ["jobs", "job", "submit", "models"];
 /** Stops the live updates of the view being left. */
 let leave = () => {};
+let routed = 0;
 
-function route() {
+/** The views; all but the jobs table are loaded when first shown, off the first page's path. */
+const SHOW = {
+  jobs: () => showJobs,
+  job: async () => (await import("./job.js")).showJob,
+  submit: async () => (await import("./submit.js")).showSubmit,
+  models: async () => (await import("./models.js")).showModels,
+};
+
+async function route() {
   leave();
+  leave = () => {};
+  const turn = ++routed;
   notice("");
   const hash = location.hash.replace(/^#\/?/, "");
   const [name, arg] = hash.split("/");
@@ -21,8 +29,8 @@ function route() {
     if (a.dataset.nav === (view === "job" ? "jobs" : view)) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  const start = { jobs: showJobs, job: () => showJob(arg), submit: showSubmit, models: showModels };
-  leave = start[view]() ?? (() => {});
+  const show = await SHOW[view]();
+  if (turn === routed) leave = show(arg) ?? (() => {});
 }
 
 function setupToken() {

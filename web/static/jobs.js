@@ -28,17 +28,21 @@ export function showJobs() {
   const refresh = async () => {
     active = await load();
   };
-  const stopPolling = every(POLL_MS, async () => {
-    // The stream says when jobs appear or finish; progress still needs a look while any runs.
-    if (!streaming || active) await refresh();
-  });
+  // A burst of events (a stream may start with a backlog) costs one reload, not one each.
+  let soon = null;
+  const refreshSoon = () => {
+    soon ??= setTimeout(() => {
+      soon = null;
+      refresh();
+    }, 200);
+  };
   const listen = async () => {
     while (!stop.signal.aborted) {
       streaming = true;
       setLive("live: event stream");
       const found = await follow("/train/stream", {
         signal: stop.signal,
-        onEvent: () => void refresh(),
+        onEvent: refreshSoon,
       }).catch(() => true);
       streaming = false;
       if (!found) break;
@@ -46,10 +50,20 @@ export function showJobs() {
     }
     if (!stop.signal.aborted) setLive("live: polling every second");
   };
-  listen();
+  let first = true;
+  const stopPolling = every(POLL_MS, async () => {
+    // The stream says when jobs appear or finish; progress still needs a look while any runs.
+    if (first || !streaming || active) await refresh();
+    if (!first) return;
+    // Only once the rows are on screen: the first page is what a person waits for.
+    first = false;
+    fillTypeSelect(document.getElementById("f-type"), { withAll: true });
+    listen();
+  });
   return () => {
     stop.abort();
     stopPolling();
+    clearTimeout(soon);
   };
 }
 
@@ -57,7 +71,6 @@ function wire() {
   if (wired) return;
   wired = true;
   const filters = document.getElementById("filters");
-  fillTypeSelect(document.getElementById("f-type"), { withAll: true });
   filters.addEventListener("change", () => {
     const data = new FormData(filters);
     state.status = String(data.get("status") ?? "");

@@ -4,7 +4,9 @@ let loading;
 
 /** @returns {Promise<{name: string, builtin: boolean, hyperparameters: any}[]>} */
 export function modelTypes() {
-  loading ??= fetch("/web/model-types.json").then((r) => r.json()).then((b) => b.model_types);
+  loading ??= fetch(new URL("model-types.json", import.meta.url)).then((r) => r.json()).then((b) =>
+    b.model_types
+  );
   return loading;
 }
 
