@@ -112,6 +112,26 @@ Deno.test({
         assert.ok((await page.locator("#job-reason").innerText()).length > 0);
       });
 
+      await t.step("an `all` job lists its children, each a link to its view", async () => {
+        const r = await http(base, "POST", "/train", { model_type: "all", retrain: true });
+        assert.equal(r.status, 200);
+        try {
+          await page.goto(`${base}/#/job/${r.body.job_id}`);
+          const links = page.locator("#children-list a");
+          await pollUntil("four children", async () => (await links.count()) === 4);
+          const names = (await links.allInnerTexts()).sort();
+          assert.deepEqual(names, ["neural-net", "random-forest", "slow", "xgboost"]);
+          const first = r.body.children[0];
+          assert.equal(
+            await page.locator(`#children-list a[href="#/job/${first.job_id}"]`).count(),
+            1,
+          );
+        } finally {
+          // The built-in types would train for real: stop them, they are not under test here.
+          await http(base, "DELETE", `/train/job/${r.body.job_id}`);
+        }
+      });
+
       await t.step("the form shows the API's 422 next to the field", async () => {
         await page.goto(`${base}/#/submit`);
         await page.getByLabel("Model type").selectOption("xgboost");
@@ -157,7 +177,11 @@ Deno.test({
         await page.locator("#jobs-count", { hasText: /^1 job \(/ }).waitFor();
         assert.equal(await page.locator("#jobs-body tr").count(), 1);
         await page.getByLabel("Status").selectOption("");
-        if (SAVE) await page.screenshot({ path: "docs/dashboard.png", fullPage: true });
+        if (SAVE) {
+          const id = await submit({ steps: 100, delay: 0.2 });
+          await pollUntil("progress", async () => (await progressOf(page, id)) > 0.1);
+          await page.screenshot({ path: "docs/dashboard.png", fullPage: true });
+        }
       });
 
       await t.step("no request went to another host; no script or CSP errors", () => {

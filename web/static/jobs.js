@@ -155,7 +155,11 @@ function fillRow(row, job) {
   badge(status.firstChild, job.status);
   type.textContent = job.model_type + (job.parent_id ? " (part of all)" : "");
   created.textContent = when(job.created_at);
-  dur.textContent = job.status === "started" ? "waiting" : duration(runTime(job));
+  dur.textContent = job.status === "started"
+    ? "waiting"
+    : job.status === "completed" && !job.started_at
+    ? "reused"
+    : duration(runTime(job));
   const bar = progress.querySelector("progress");
   const steps = progress.querySelector(".steps");
   const p = job.progress;
