@@ -13,7 +13,15 @@ let wired = false;
 /** Shows job `id` and follows it; returns the function that stops following. */
 export function showJob(id) {
   wire();
-  const view = { id, job: null, points: [], logAfter: 0, eventsAfter: 0, pending: null };
+  const view = {
+    id,
+    job: null,
+    points: [],
+    logAfter: 0,
+    eventsAfter: 0,
+    pending: null,
+    stale: false,
+  };
   current = view;
   $("job-title").textContent = `Job ${shortId(id)}`;
   $("job-log").textContent = "";
@@ -52,16 +60,31 @@ function onStreamEvent(view, type, e) {
     renderStatus(view, e);
     return;
   }
-  if (type === "log") {
+  // A parent's stream carries its children's events too: theirs only change its children list.
+  const own = e.job_id === view.id;
+  if (own && type === "log") {
     appendLog(e.data.lines);
-  } else if (type === "progress") {
+  } else if (own && type === "progress") {
     view.points.push({ ...e.data, at: e.at });
     renderProgress(view);
     drawCharts($("job-chart"), view.points);
-  } else {
-    // Status-changing events are rare: a fresh status view is simpler than folding them here.
-    view.pending ??= loadStatus(view).finally(() => view.pending = null);
+  } else if (type !== "log" && type !== "progress") {
+    // Status changes are rare: a fresh status view is simpler than folding events in here.
+    reloadStatus(view);
   }
+}
+
+/** Loads the status once at a time; a change seen meanwhile asks for one more load. */
+function reloadStatus(view) {
+  if (view.pending) {
+    view.stale = true;
+    return;
+  }
+  view.stale = false;
+  view.pending = loadStatus(view).finally(() => {
+    view.pending = null;
+    if (view.stale) reloadStatus(view);
+  });
 }
 
 async function loadStatus(view) {

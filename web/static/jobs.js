@@ -37,12 +37,17 @@ export function showJobs() {
     }, 200);
   };
   const listen = async () => {
+    let after = await streamStart().catch(() => 0);
     while (!stop.signal.aborted) {
       streaming = true;
       setLive("live: event stream");
       const found = await follow("/train/stream", {
+        after,
         signal: stop.signal,
-        onEvent: refreshSoon,
+        onEvent: (_type, _event, id) => {
+          if (id) after = Number(id);
+          refreshSoon();
+        },
       }).catch(() => true);
       streaming = false;
       if (!found) break;
@@ -65,6 +70,20 @@ export function showJobs() {
     stopPolling();
     clearTimeout(soon);
   };
+}
+
+/**
+ * Where the stream should start: just before the newest job's submission. Whatever changed
+ * since the table was loaded comes after that point (a job submitted meanwhile is that newest
+ * one), so the stream replays a few events rather than the whole history.
+ */
+async function streamStart() {
+  const head = await api("/train/jobs?limit=1");
+  const newest = head.jobs[0];
+  if (!newest) return 0;
+  const q = "type=submitted&limit=1";
+  const events = await api(`/train/job/${newest.job_id}/events?${q}`);
+  return Math.max(0, (events.events[0]?.seq ?? 1) - 1);
 }
 
 function wire() {
