@@ -44,13 +44,14 @@ function setupToken() {
     route();
   });
   onUnauthorized(() => {
+    // Polling meets the 401 every second: take the focus only the first time.
+    if (!form.classList.contains("wanted")) input.focus();
     form.classList.add("wanted");
     notice(
       getToken()
         ? "The API token was refused: enter the server's API_TOKEN above."
         : "This server needs a token: enter its API_TOKEN above.",
     );
-    input.focus();
   });
 }
 

@@ -94,9 +94,11 @@ function hintText(schema, kinds) {
     if (k.enum) return k.enum.join(" / ");
     if (k.type === "array") return `list of ${k.items?.type ?? "values"}, comma-separated`;
     const lo = k.minimum ?? k.exclusiveMinimum;
-    const open = k.exclusiveMinimum !== undefined ? "(" : "";
-    if (lo !== undefined && k.maximum !== undefined) return `${open}${lo}–${k.maximum}`;
-    if (lo !== undefined) return `≥ ${lo}`;
+    const open = k.exclusiveMinimum !== undefined;
+    if (lo !== undefined && k.maximum !== undefined) {
+      return open ? `(${lo}–${k.maximum}]` : `${lo}–${k.maximum}`;
+    }
+    if (lo !== undefined) return `${open ? ">" : "≥"} ${lo}`;
     return k.type ?? "any";
   });
   if (schema.anyOf?.some((s) => s.type === "null")) parts.push("null");
