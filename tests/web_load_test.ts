@@ -7,7 +7,7 @@ import { Server, Workspace } from "./helpers/server.ts";
 
 const JOBS = 10_000;
 const BUDGET_MS = 300;
-const LOADS = 7;
+const LOADS = 15;
 
 Deno.test({
   name: `dashboard in Chromium: loads in < ${BUDGET_MS} ms with ${JOBS} jobs`,
@@ -41,6 +41,13 @@ Deno.test({
         if (i > 0) times.push(ms);
       }
       assert.match(await page.locator("#jobs-count").innerText(), new RegExp(`^${JOBS} jobs`));
+      const first = await page.locator("#jobs-body tr").first().getAttribute("data-job-id");
+      await page.getByRole("button", { name: "Older →" }).click();
+      await page.locator("#page-info", { hasText: `26–50 of ${JOBS}` }).waitFor();
+      assert.notEqual(
+        await page.locator("#jobs-body tr").first().getAttribute("data-job-id"),
+        first,
+      );
       times.sort((a, b) => a - b);
       console.log(`page load with ${JOBS} jobs: ${times.map((t) => t.toFixed(0)).join(", ")} ms`);
       // The fastest load is what the page and server cost: other work on a shared machine

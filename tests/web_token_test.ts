@@ -1,6 +1,6 @@
 /** The dashboard against a server with API_TOKEN: it asks for the token and sends it. */
 import assert from "node:assert/strict";
-import { launchBrowser, SKIP_BROWSER, watchedPage } from "./helpers/browser.ts";
+import { foreignRequests, launchBrowser, SKIP_BROWSER, watchedPage } from "./helpers/browser.ts";
 import { http, pollUntil, Server, Workspace } from "./helpers/server.ts";
 
 const TOKEN = "dashboard-s3cret";
@@ -25,7 +25,7 @@ Deno.test({
         return r.body.data?.status === "completed";
       });
       await using browser = await launchBrowser();
-      const { page, requests } = await watchedPage(browser);
+      const { page, requests, errors } = await watchedPage(browser);
 
       await t.step("without a token the page loads and asks for one", async () => {
         await page.goto(`${base}/`);
@@ -54,6 +54,11 @@ Deno.test({
         await page.reload();
         await page.locator(`tr[data-job-id="${job.body.data.job_id}"]`).waitFor();
         assert.equal(await page.getByLabel("API token").inputValue(), TOKEN);
+      });
+
+      await t.step("no request went to another host; no script or CSP errors", () => {
+        assert.deepEqual(foreignRequests(requests, base), []);
+        assert.deepEqual(errors, []);
       });
     } finally {
       await server?.kill("SIGTERM");

@@ -34,6 +34,14 @@ function headers(extra = {}) {
   return h;
 }
 
+/** The response boot.js started for `path`, once, if this is a plain GET of that URL. */
+function early(path, init) {
+  const started = globalThis.trainerEarly;
+  if (!started || started.url !== path || init.method !== "GET") return null;
+  globalThis.trainerEarly = null;
+  return started.response;
+}
+
 /** Calls the API; resolves to the parsed JSON body, rejects with ApiError on any error status. */
 export async function api(path, { method = "GET", json } = {}) {
   const init = { method, headers: headers(), cache: "no-store" };
@@ -41,7 +49,7 @@ export async function api(path, { method = "GET", json } = {}) {
     init.headers.set("Content-Type", "application/json");
     init.body = JSON.stringify(json);
   }
-  const res = await fetch(path, init);
+  const res = await (early(path, init) ?? fetch(path, init));
   const type = res.headers.get("content-type") ?? "";
   const body = type.includes("json") ? await res.json() : await res.text();
   if (res.status === 401) unauthorized.forEach((fn) => fn(body));
