@@ -21,6 +21,7 @@ export function showJob(id) {
     eventsAfter: 0,
     pending: null,
     stale: false,
+    drawn: 0,
   };
   current = view;
   $("job-title").textContent = `Job ${shortId(id)}`;
@@ -97,27 +98,46 @@ async function loadStatus(view) {
   }
 }
 
+/** Pages read per poll: a long history is caught up in a few seconds, not one page a second. */
+const PAGES_PER_POLL = 20;
+/** The log view keeps about this much text; all of it stays at GET /train/logs. */
+const MAX_LOG_CHARS = 400_000;
+
 async function loadProgress(view) {
-  const q = `type=progress&limit=1000&after=${view.eventsAfter}`;
-  const body = await api(`/train/job/${view.id}/events?${q}`);
-  if (current !== view || !body.events.length) return;
-  view.eventsAfter = body.next_after;
-  for (const e of body.events) view.points.push({ ...e.data, at: e.at });
+  for (let i = 0; i < PAGES_PER_POLL; i++) {
+    const q = `type=progress&limit=1000&after=${view.eventsAfter}`;
+    const body = await api(`/train/job/${view.id}/events?${q}`);
+    if (current !== view || !body.events.length) break;
+    view.eventsAfter = body.next_after;
+    for (const e of body.events) view.points.push({ ...e.data, at: e.at });
+    if (body.events.length < 1000) break;
+  }
   renderProgress(view);
+  if (view.drawn === view.points.length && view.drawn !== 0) return;
+  view.drawn = view.points.length;
   drawCharts($("job-chart"), view.points);
 }
 
 async function loadLog(view) {
-  const body = await api(`/train/logs/${view.id}?limit=1000&after=${view.logAfter}`);
-  if (current !== view) return;
-  view.logAfter = body.next_after;
-  appendLog(body.entries.flatMap((e) => e.lines));
+  for (let i = 0; i < PAGES_PER_POLL; i++) {
+    const body = await api(`/train/logs/${view.id}?limit=1000&after=${view.logAfter}`);
+    if (current !== view) return;
+    view.logAfter = body.next_after;
+    appendLog(body.entries.flatMap((e) => e.lines));
+    if (body.entries.length < 1000) return;
+  }
 }
 
 function appendLog(lines) {
   if (!lines.length) return;
   const log = $("job-log");
   log.append(`${lines.join("\n")}\n`);
+  if (log.textContent.length > MAX_LOG_CHARS) {
+    const kept = log.textContent.slice(-MAX_LOG_CHARS / 2);
+    log.textContent = `[earlier lines left out here; GET /train/logs/{id} has them all]\n${
+      kept.slice(kept.indexOf("\n") + 1)
+    }`;
+  }
   if ($("follow").checked) log.scrollTop = log.scrollHeight;
 }
 
