@@ -71,7 +71,9 @@ Deno.test({
       );
 
       await t.step("the job view follows the log, with progress, ETA and a chart", async () => {
-        await page.locator(`tr[data-job-id="${moving}"] a`).click();
+        // By keyboard: the job id is a real link.
+        await page.locator(`tr[data-job-id="${moving}"] a`).focus();
+        await page.keyboard.press("Enter");
         const log = page.locator("#job-log");
         await log.getByText("epoch 1/25").waitFor();
         const lineCount = async () => (await log.innerText()).split("\n").filter(Boolean).length;

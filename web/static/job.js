@@ -35,7 +35,10 @@ export function showJob(id) {
       const wasDone = view.job && TERMINAL.has(view.job.status);
       await Promise.all([loadStatus(view), loadProgress(view), loadLog(view)]);
       // One more round after the end, so the last log lines and events are in.
-      if (wasDone) stopPolling();
+      if (wasDone) {
+        stopPolling();
+        setLive("");
+      }
     });
   };
   loadStatus(view).then(() => {
