@@ -18,6 +18,7 @@ import {
   shutdownGate,
 } from "./routes/middleware.ts";
 import { trainRoutes } from "./routes/train.ts";
+import { webRoutes } from "./web/routes.ts";
 
 export interface AppDeps {
   database: Database;
@@ -74,6 +75,8 @@ export function createApp(deps: AppDeps): Hono {
   }
   app.use(originCheck(deps.corsOrigins));
   app.use(shutdownGate(deps.lifecycle));
+  // Before the token check: the page must load to ask for the token. It holds no data.
+  app.route("/", webRoutes({ registry: deps.jobs.registry }));
   app.use(bearerAuth(deps.apiToken, ["/health"]));
   app.use(limitBody(MAX_BODY_BYTES));
   // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be

@@ -37,6 +37,7 @@ export function statusView(
       {
         pid: job.process.pid,
         pgid: job.process.pgid,
+        worker_id: job.process.worker_id,
         alive: job.process.alive,
         exit_code: job.process.exit_code,
         signal: job.process.signal,
@@ -72,5 +73,6 @@ export function listItem(job: JobState) {
     failure_reason: job.failure_reason,
     parent_id: job.parent_id,
     progress: job.progress && { step: job.progress.step, total: job.progress.total },
+    metrics: job.metrics,
   };
 }
