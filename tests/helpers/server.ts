@@ -241,7 +241,7 @@ export async function pollUntil<T>(
 }
 
 /** Polls a job's status until `done(data)` holds; returns the status data. */
-export async function waitJob(base: string, id: string, done: (d: Json) => boolean, ms = 30_000) {
+export async function waitJob(base: string, id: string, done: (d: Json) => boolean, ms = 60_000) {
   let last: Json = null;
   try {
     return await pollUntil(`job ${id}`, async () => {
@@ -257,7 +257,7 @@ export async function waitJob(base: string, id: string, done: (d: Json) => boole
 }
 
 /** Waits until a job reaches a terminal status. */
-export function waitTerminal(base: string, jobId: string, ms = 30_000) {
+export function waitTerminal(base: string, jobId: string, ms = 60_000) {
   return waitJob(base, jobId, (d) => ["completed", "failed", "cancelled"].includes(d.status), ms);
 }
 
