@@ -8,7 +8,10 @@ import type { EventStore } from "./db/event_store.ts";
 import { AppError } from "./errors.ts";
 import type { JobDeps } from "./jobs/service.ts";
 import type { RuntimeChecker } from "./models/runtime_checker.ts";
+import { createMetrics } from "./metrics/collector.ts";
+import { registerDocs } from "./routes/docs.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { registerMetrics } from "./routes/metrics.ts";
 import { bearerAuth, limitBody, shutdownGate } from "./routes/middleware.ts";
 import { trainRoutes } from "./routes/train.ts";
 
@@ -18,6 +21,10 @@ export interface AppDeps {
   jobs: JobDeps;
   runtimes: RuntimeChecker;
   apiToken?: string;
+  /** A second token that opens /metrics only. */
+  metricsToken?: string;
+  /** Open server-sent-event streams, for /metrics; 0 when unset. */
+  sseConnections?: () => number;
   /** Origins a web page may call the API from ("*" for any); none when unset. */
   corsOrigins?: string;
   maxConcurrent: number;
@@ -40,10 +47,16 @@ const ROUTES: [string, string[]][] = [
   ["/train/job/:job_id", ["DELETE"]],
   ["/train/:model_type", ["POST"]],
   ["/health", ["GET"]],
+  ["/metrics", ["GET"]],
+  ["/openapi.json", ["GET"]],
+  ["/docs", ["GET"]],
 ];
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono({ strict: false });
+  const metrics = createMetrics({ ...deps, db: deps.database.db, clock: deps.jobs.clock });
+  // First, so that it also counts the answers of the middleware below (401, 413, 503).
+  app.use(metrics.http);
   if (deps.corsOrigins) {
     const origins = deps.corsOrigins.split(",");
     app.use(cors({
@@ -54,7 +67,8 @@ export function createApp(deps: AppDeps): Hono {
     }));
   }
   app.use(shutdownGate(deps.lifecycle));
-  app.use(bearerAuth(deps.apiToken, ["/health"]));
+  // The docs are open so a browser can load them; /metrics checks its own tokens.
+  app.use(bearerAuth(deps.apiToken, ["/health", "/metrics", "/openapi.json", "/docs", "/docs/*"]));
   app.use(limitBody(MAX_BODY_BYTES));
   // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be
   // taken by `POST /train/:model_type` as a request to train a model type named "jobs".
@@ -74,6 +88,8 @@ export function createApp(deps: AppDeps): Hono {
     "/train",
     trainRoutes({ db: deps.database.db, jobs: deps.jobs, logTailLines: deps.logTailLines }),
   );
+  registerMetrics(app, metrics, deps);
+  registerDocs(app);
   for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
   app.notFound((c) => errorBody(c, 404, `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {

@@ -87,6 +87,7 @@ const app = createApp({
   },
   runtimes,
   apiToken: config.API_TOKEN,
+  metricsToken: config.METRICS_TOKEN,
   corsOrigins: config.CORS_ORIGINS,
   maxConcurrent: config.MAX_CONCURRENT_JOBS,
   logTailLines: config.LOG_TAIL_LINES,

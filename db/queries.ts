@@ -89,3 +89,23 @@ export async function jobEvents(
 export async function ping(db: Db): Promise<void> {
   await db.run(sql`select 1`);
 }
+
+export interface StatusCount {
+  status: string;
+  count: number;
+  /** Of these, jobs waiting for a process (not a parent of "all", not started). */
+  queued: number;
+  /** `created_at` of the oldest of those waiting, or null. */
+  oldest_queued: string | null;
+}
+
+/** Jobs per status from the projection, in one scan (for /metrics, right across instances). */
+export async function statusCounts(db: Db): Promise<StatusCount[]> {
+  const waiting = sql`${jobs.children} is null and ${jobs.process} is null`;
+  return await db.select({
+    status: jobs.status,
+    count: count(),
+    queued: sql<number>`coalesce(sum(case when ${waiting} then 1 else 0 end), 0)`,
+    oldest_queued: sql<string | null>`min(case when ${waiting} then ${jobs.created_at} end)`,
+  }).from(jobs).groupBy(jobs.status);
+}

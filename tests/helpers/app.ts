@@ -68,6 +68,7 @@ export interface AppOptions {
   /** Build a real Supervisor over a LocalPort, as main.ts does. */
   supervisor?: boolean;
   apiToken?: string;
+  metricsToken?: string;
   corsOrigins?: string;
   maxConcurrent?: number;
   graceSeconds?: number;
@@ -145,6 +146,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     jobs,
     runtimes,
     apiToken: opts.apiToken,
+    metricsToken: opts.metricsToken,
     corsOrigins: opts.corsOrigins,
     maxConcurrent,
     logTailLines: opts.logTailLines ?? 200,
