@@ -147,7 +147,10 @@ export const ModelsResponse = z.object({
       path: z.string(),
       type: z.string(),
       size: z.int(),
-      modified: Time,
+      modified: z.string().meta({
+        description: "The file's modification time, UTC to the second, without a zone",
+        example: "2025-10-30T14:00:00",
+      }),
       job_id: JobId.nullable(),
       metadata: Json.nullable(),
     }),

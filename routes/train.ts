@@ -1,9 +1,11 @@
 /** The Train API routes. Thin: parse, call one use case or query, shape the response. */
 import { Hono } from "hono";
 import { resolve } from "node:path";
+import type { z } from "zod";
 import { getJob, getJobs, jobEvents, listJobs, logTail } from "../db/queries.ts";
 import type { Db } from "../db/client.ts";
 import { trainDocs } from "../contract/docs.ts";
+import type { CancelResponse } from "../contract/responses.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
 import type { JobState } from "../jobs/state.ts";
@@ -68,7 +70,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
       status: "success",
       message: `Job ${jobId} cancelled successfully`,
       data: { job_id: jobId, status: job.status, cancelled_at: job.cancelled_at },
-    };
+    } satisfies z.input<typeof CancelResponse>;
   };
   app.delete(
     "/job/cancel/:job_id",

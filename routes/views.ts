@@ -1,8 +1,14 @@
 /** Response shapes. The contract's fields come first and keep their names and meaning. */
+import type { z } from "zod";
+import type { ListItem, StatusView } from "../contract/responses.ts";
 import type { JobState } from "../jobs/state.ts";
 
 /** A job as `GET /train/status/{job_id}` shows it. */
-export function statusView(job: JobState, logs: string[], children: JobState[]) {
+export function statusView(
+  job: JobState,
+  logs: string[],
+  children: JobState[],
+): z.infer<typeof StatusView> {
   return {
     job_id: job.job_id,
     status: job.status,
@@ -55,7 +61,7 @@ function childView(c: JobState) {
 }
 
 /** A job as `GET /train/jobs` lists it. */
-export function listItem(job: JobState) {
+export function listItem(job: JobState): z.infer<typeof ListItem> {
   return {
     job_id: job.job_id,
     status: job.status,
