@@ -30,6 +30,8 @@ export interface Exchange {
 
 /** The checker of one app's document. */
 export class OpenApiChecker {
+  /** "METHOD /template status" of every exchange checked, for coverage assertions. */
+  readonly seen = new Set<string>();
   #validators = new Map<string, ValidateFunction>();
   #paths: { template: string; pattern: RegExp; params: number }[];
 
@@ -66,6 +68,7 @@ export class OpenApiChecker {
       this.#validate(`error envelope`, this.#errorSchema(), x.body, where);
       return;
     }
+    this.seen.add(`${method.toUpperCase()} ${template} ${x.status}`);
     const response = op.responses?.[String(x.status)];
     if (!response) {
       throw new Error(
