@@ -90,22 +90,28 @@ export async function ping(db: Db): Promise<void> {
   await db.run(sql`select 1`);
 }
 
-export interface StatusCount {
-  status: string;
-  count: number;
-  /** Of these, jobs waiting for a process (not a parent of "all", not started). */
+export interface JobCounts {
+  byStatus: { status: string; count: number }[];
+  /** Jobs waiting for a process (not a parent of "all", not started yet). */
   queued: number;
-  /** `created_at` of the oldest of those waiting, or null. */
-  oldest_queued: string | null;
+  /** `created_at` of the oldest of those, or null. */
+  oldestQueued: string | null;
 }
 
-/** Jobs per status from the projection, in one scan (for /metrics, right across instances). */
-export async function statusCounts(db: Db): Promise<StatusCount[]> {
-  const waiting = sql`${jobs.children} is null and ${jobs.process} is null`;
-  return await db.select({
-    status: jobs.status,
-    count: count(),
-    queued: sql<number>`coalesce(sum(case when ${waiting} then 1 else 0 end), 0)`,
-    oldest_queued: sql<string | null>`min(case when ${waiting} then ${jobs.created_at} end)`,
-  }).from(jobs).groupBy(jobs.status);
+/**
+ * Jobs per status and the waiting ones, from the projection (for /metrics, so the numbers
+ * are right whichever process wrote the jobs). Two queries, both on the status index: one
+ * query that also tested `process` and `children` read every row and took 200 ms at 10,000
+ * jobs.
+ */
+export async function jobCounts(db: Db): Promise<JobCounts> {
+  const byStatus = await db.select({ status: jobs.status, count: count() }).from(jobs)
+    .groupBy(jobs.status);
+  const [waiting] = await db.select({
+    queued: count(),
+    oldestQueued: sql<string | null>`min(${jobs.created_at})`,
+  }).from(jobs).where(
+    and(eq(jobs.status, "started"), sql`${jobs.children} is null and ${jobs.process} is null`),
+  );
+  return { byStatus, ...waiting };
 }

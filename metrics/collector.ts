@@ -10,7 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { Clock } from "../db/clock.ts";
 import type { Db } from "../db/client.ts";
 import type { EventStore } from "../db/event_store.ts";
-import { statusCounts } from "../db/queries.ts";
+import { jobCounts } from "../db/queries.ts";
 import { JOB_STATUSES, type StoredEvent } from "../jobs/events.ts";
 import { isTerminal, type JobState } from "../jobs/state.ts";
 
@@ -171,17 +171,11 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       }
     },
     async render() {
-      const rows = await statusCounts(deps.db);
+      const counts = await jobCounts(deps.db);
       for (const status of JOB_STATUSES) jobs.set({ status }, 0);
-      let depth = 0;
-      let oldest: string | null = null;
-      for (const row of rows) {
-        jobs.set({ status: row.status }, row.count);
-        if (row.status !== "started") continue;
-        depth = row.queued;
-        oldest = row.oldest_queued;
-      }
-      queueDepth.set(depth);
+      for (const row of counts.byStatus) jobs.set({ status: row.status }, row.count);
+      queueDepth.set(counts.queued);
+      const oldest = counts.oldestQueued;
       const now = deps.clock.now().toISOString();
       oldestQueued.set(oldest ? Math.max(0, seconds(oldest, now)) : 0);
       return await registry.metrics();
