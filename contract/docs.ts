@@ -170,3 +170,24 @@ export const healthDoc = describeRoute({
     ),
   },
 });
+
+/**
+ * A route open without a token that answers with a page, a script or a file (not JSON).
+ * Every route needs a description: tests fail on a registered route that /openapi.json lacks.
+ */
+export function describeOpen(
+  summary: string,
+  types: string[],
+  tag = "docs",
+  ...codes: (keyof typeof ERRORS)[]
+): MiddlewareHandler {
+  return describeRoute({
+    tags: [tag],
+    summary,
+    security: [],
+    responses: {
+      200: { description: summary, content: Object.fromEntries(types.map((t) => [t, {}])) },
+      ...errorResponses(...codes, 503),
+    },
+  });
+}
