@@ -197,6 +197,18 @@ Deno.test("/metrics tokens and queue gauges", async (t) => {
     },
   );
 
+  await t.step("answers of the middleware count under the route they were meant for", async () => {
+    assert.equal((await app.request("PUT", "/train/jobs", as("api"))).status, 405);
+    const m = parse((await app.request("GET", "/metrics", as("api"))).body);
+    const requests = (method: string, route: string, status: string) =>
+      value(m, "trainer_http_requests_total", { method, route, status });
+    assert.equal(requests("GET", "/train/jobs", "401"), 1);
+    assert.equal(requests("POST", "/train/:model_type", "401"), 1);
+    assert.equal(requests("GET", "/metrics", "401"), 1);
+    assert.equal(requests("GET", "/metrics", "200"), 2);
+    assert.equal(requests("PUT", "/train/jobs", "405"), 1);
+  });
+
   await t.step("jobs waiting for a slot: depth and the oldest one's age", async () => {
     // No supervisor: submitted jobs wait.
     for (let i = 0; i < 2; i++) {
