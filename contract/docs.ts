@@ -15,6 +15,7 @@ import {
   TrainingOptions,
   TrainingRequest,
 } from "../routes/schemas.ts";
+import { NeuralNetParams, RandomForestParams, XGBoostParams } from "../models/hyperparameters.ts";
 import {
   CancelResponse,
   ErrorBody,
@@ -89,8 +90,21 @@ const idempotencyHeader: OpenAPIV3_1.ParameterObject = {
   schema: paramSchema(IdempotencyKey),
 };
 
+/**
+ * The hyperparameters each built-in type takes, for `components.schemas`. The request schema
+ * accepts any object there; the model type's own schema (these) checks it after.
+ */
+export const hyperparameterSchemas = {
+  XGBoostHyperparameters: paramSchema(XGBoostParams),
+  RandomForestHyperparameters: paramSchema(RandomForestParams),
+  NeuralNetHyperparameters: paramSchema(NeuralNetParams),
+};
+
 const body = (schema: z.ZodType, required: boolean) => ({
   required,
+  description: "`hyperparameters` of the built-in types: see XGBoostHyperparameters, " +
+    "RandomForestHyperparameters and NeuralNetHyperparameters under components; for " +
+    '"all", each type takes the keys it knows, and every key must suit one of them.',
   content: { "application/json": { schema: resolver(schema) } },
 });
 

@@ -7,7 +7,7 @@ import { swaggerUI } from "@hono/swagger-ui";
 import type { Hono } from "hono";
 import { generateSpecs } from "hono-openapi";
 import { join } from "node:path";
-import { describeOpen } from "../contract/docs.ts";
+import { describeOpen, hyperparameterSchemas } from "../contract/docs.ts";
 import swaggerUiDist from "swagger-ui-dist/absolute-path.js";
 
 const ASSETS = "/docs/assets";
@@ -44,6 +44,7 @@ export async function openApiDocument(app: Hono): Promise<Document> {
           'Every error answers with {status: "error", message, details}.',
       },
       components: {
+        schemas: hyperparameterSchemas,
         securitySchemes: {
           bearer: {
             type: "http",
