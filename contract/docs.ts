@@ -46,7 +46,7 @@ const ERRORS = {
   413: "The body is larger than 64 KiB",
   415: "The body is not sent as application/json",
   422: "A field, query parameter or header is invalid; `details` lists each one",
-  503: "The server is shutting down, or the model type cannot run here",
+  503: "The server is shutting down; retry shortly",
 } as const;
 
 /** The error envelope, once per status. */
@@ -59,7 +59,10 @@ export function errorResponses(...codes: (keyof typeof ERRORS)[]): Responses {
 /** A route behind API_TOKEN answers 401 without it, and any route 503 while shutting down. */
 const errors = (...codes: (keyof typeof ERRORS)[]) => errorResponses(...codes, 401, 503);
 
-/** A parameter's JSON Schema (the library types it as 3.0's, though 3.1 takes JSON Schema). */
+/**
+ * A request-side JSON Schema (defaults make fields optional), for parameters and components;
+ * typed as 3.0's because openapi-types declares parameters so, though 3.1 takes JSON Schema.
+ */
 function paramSchema(field: z.ZodType): OpenAPIV3.SchemaObject {
   const { $schema: _, ...schema } = z.toJSONSchema(field, { io: "input" });
   return schema as OpenAPIV3.SchemaObject;
