@@ -9,6 +9,8 @@ import { loadConfig } from "./config.ts";
 import { AppError } from "./errors.ts";
 import type { JobDeps } from "./jobs/service.ts";
 import type { RuntimeChecker } from "./models/runtime_checker.ts";
+import { createMetrics } from "./metrics/collector.ts";
+import { registerDocs } from "./routes/docs.ts";
 import { healthRoutes } from "./routes/health.ts";
 import {
   bearerAuth,
@@ -17,6 +19,7 @@ import {
   originCheck,
   shutdownGate,
 } from "./routes/middleware.ts";
+import { registerMetrics } from "./routes/metrics.ts";
 import { trainRoutes } from "./routes/train.ts";
 import { webRoutes } from "./web/routes.ts";
 
@@ -26,6 +29,10 @@ export interface AppDeps {
   jobs: JobDeps;
   runtimes: RuntimeChecker;
   apiToken?: string;
+  /** A second token that opens /metrics only. */
+  metricsToken?: string;
+  /** Open server-sent-event streams, for /metrics; 0 when unset. */
+  sseConnections?: () => number;
   /** Origins a web page may call the API from ("*" for any); none when unset. */
   corsOrigins?: string;
   /**
@@ -59,10 +66,16 @@ const ROUTES: [string, string[]][] = [
   ["/train/job/:job_id", ["DELETE"]],
   ["/train/:model_type", ["POST"]],
   ["/health", ["GET"]],
+  ["/metrics", ["GET"]],
+  ["/openapi.json", ["GET"]],
+  ["/docs", ["GET"]],
 ];
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono({ strict: false });
+  const metrics = createMetrics({ ...deps, db: deps.database.db, clock: deps.jobs.clock });
+  // First, so that it also counts the answers of the middleware below (401, 413, 503).
+  app.use(metrics.http);
   if (deps.allowedHosts !== null) app.use(hostCheck(deps.allowedHosts ?? []));
   if (deps.corsOrigins) {
     const origins = deps.corsOrigins.split(",");
@@ -77,7 +90,8 @@ export function createApp(deps: AppDeps): Hono {
   app.use(shutdownGate(deps.lifecycle));
   // Before the token check: the page must load to ask for the token. It holds no data.
   app.route("/", webRoutes({ registry: deps.jobs.registry }));
-  app.use(bearerAuth(deps.apiToken, ["/health"]));
+  // The docs are open so a browser can load them; /metrics checks its own tokens.
+  app.use(bearerAuth(deps.apiToken, ["/health", "/metrics", "/openapi.json", "/docs", "/docs/*"]));
   app.use(limitBody(MAX_BODY_BYTES));
   // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be
   // taken by `POST /train/:model_type` as a request to train a model type named "jobs".
@@ -103,6 +117,8 @@ export function createApp(deps: AppDeps): Hono {
       logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
     }),
   );
+  registerMetrics(app, metrics, deps);
+  registerDocs(app);
   for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
   app.notFound((c) => errorBody(c, 404, `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {

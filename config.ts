@@ -24,6 +24,7 @@ const ConfigSchema = z.object({
   CANCEL_GRACE_SECONDS: z.coerce.number().min(0).max(600).default(5),
   JOB_TIMEOUT_SECONDS: int(1, 7 * 24 * 3600).default(3600),
   API_TOKEN: z.string().min(1).optional(),
+  METRICS_TOKEN: z.string().min(1).optional(),
   ALLOW_INSECURE: flag.default(false),
   TRAIN_PYTHON: z.string().min(1).optional(),
   LOG_TAIL_LINES: int(0, 100_000).default(200),

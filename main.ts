@@ -89,6 +89,7 @@ const app = createApp({
   },
   runtimes,
   apiToken: config.API_TOKEN,
+  metricsToken: config.METRICS_TOKEN,
   corsOrigins: config.CORS_ORIGINS,
   // Off on a public bind: there the Host is whatever name the machine is reached by.
   allowedHosts: isLoopback(config.HOST) ? config.ALLOWED_HOSTS ?? [] : null,

@@ -1,7 +1,8 @@
 /**
  * Reads at scale: a server on 100,000 jobs / 2,000,000 events (two jobs running), then
  * GET /train/status/{id} for random jobs and GET /train/jobs?status=running&limit=5, one
- * request at a time; latency percentiles and the server's RSS.
+ * request at a time; latency percentiles and the server's RSS. Then GET /metrics, whose
+ * per-status gauges read the jobs table at every scrape.
  */
 import { copyOfBigDatabase } from "./lib/big_db.ts";
 import type { BenchContext } from "./lib/context.ts";
@@ -20,7 +21,7 @@ export async function reads(ctx: BenchContext): Promise<BenchResult> {
   const server = await startServer({ dir, dbPath, env: { MODEL_REGISTRY: registry } });
   const rss = sampleRss(server.pid);
   const wrk = await haveWrk();
-  let status, list;
+  let status, list, scrape;
   try {
     for (let i = 0; i < 3; i++) {
       const res = await fetch(`${server.url}/train/sleeper`, { method: "POST" });
@@ -35,6 +36,7 @@ export async function reads(ctx: BenchContext): Promise<BenchResult> {
     ctx.log(`reads: ${SECONDS} s per endpoint, one connection (${wrk ? "wrk" : "Deno fetch"})`);
     status = await measure(dir, server.url, "status", SECONDS);
     list = await measure(dir, server.url, "list", SECONDS);
+    scrape = await scrapeLatency(server.url, 50);
   } finally {
     await server.stop();
   }
@@ -57,6 +59,13 @@ export async function reads(ctx: BenchContext): Promise<BenchResult> {
         pass: list.p99 <= 10,
       },
       {
+        figure: "GET /metrics p99",
+        value: scrape.p99,
+        unit: "ms",
+        target: "<= 100",
+        pass: scrape.p99 <= 100,
+      },
+      {
         figure: "server RSS (max sampled)",
         value: Math.round(mem.maxRss),
         unit: "MB",
@@ -71,6 +80,7 @@ export async function reads(ctx: BenchContext): Promise<BenchResult> {
       running_jobs: 2,
       status: status,
       list: list,
+      metrics_scrape: scrape,
       rss_max_sampled_mb: mem.maxRss,
       vm_hwm_mb: mem.peak,
     },
@@ -154,6 +164,26 @@ async function fetchLatency(
     await res.arrayBuffer();
     if (res.status !== 200) non2xx++;
     if (i++ > 200) times.push(performance.now() - t0);
+  }
+  return {
+    requests: times.length,
+    p50: percentile(times, 50),
+    p99: percentile(times, 99),
+    max: Math.max(...times),
+    non2xx,
+  };
+}
+
+/** `n` scrapes of /metrics one after another (after 5 to warm up). */
+async function scrapeLatency(url: string, n: number): Promise<Latency> {
+  const times: number[] = [];
+  let non2xx = 0;
+  for (let i = 0; i < n + 5; i++) {
+    const t0 = performance.now();
+    const res = await fetch(`${url}/metrics`);
+    await res.arrayBuffer();
+    if (res.status !== 200) non2xx++;
+    if (i >= 5) times.push(performance.now() - t0);
   }
   return {
     requests: times.length,

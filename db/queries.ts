@@ -154,3 +154,29 @@ export async function jobEvents(
 export async function ping(db: Db): Promise<void> {
   await db.run(sql`select 1`);
 }
+
+export interface JobCounts {
+  byStatus: { status: string; count: number }[];
+  /** Jobs waiting for a process (not a parent of "all", not started yet). */
+  queued: number;
+  /** `created_at` of the oldest of those, or null. */
+  oldestQueued: string | null;
+}
+
+/**
+ * Jobs per status and the waiting ones, from the projection (for /metrics, so the numbers
+ * are right whichever process wrote the jobs). Two queries, both on the status index: one
+ * query that also tested `process` and `children` read every row and took 200 ms at 10,000
+ * jobs.
+ */
+export async function jobCounts(db: Db): Promise<JobCounts> {
+  const byStatus = await db.select({ status: jobs.status, count: count() }).from(jobs)
+    .groupBy(jobs.status);
+  const [waiting] = await db.select({
+    queued: count(),
+    oldestQueued: sql<string | null>`min(${jobs.created_at})`,
+  }).from(jobs).where(
+    and(eq(jobs.status, "started"), sql`${jobs.children} is null and ${jobs.process} is null`),
+  );
+  return { byStatus, ...waiting };
+}

@@ -1,5 +1,6 @@
 /** `GET /health`: open without a token; 200 when the database answers, 503 otherwise. */
 import { Hono } from "hono";
+import { healthDoc } from "../contract/docs.ts";
 import type { Db } from "../db/client.ts";
 import { ping } from "../db/queries.ts";
 import type { EventStore } from "../db/event_store.ts";
@@ -16,7 +17,7 @@ export interface HealthDeps {
 
 export function healthRoutes(deps: HealthDeps): Hono {
   const app = new Hono();
-  app.get("/", async (c) => {
+  app.get("/", healthDoc, async (c) => {
     let database = "ok";
     try {
       await ping(deps.db);

@@ -5,21 +5,46 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { hostPart, isLoopback } from "../config.ts";
 import { AppError, UnavailableError } from "../errors.ts";
 
-/** Requires `Authorization: Bearer <token>` when a token is configured. */
+/**
+ * Requires `Authorization: Bearer <token>` when a token is configured. Paths in `open` need
+ * none; an entry ending in "/*" opens every path under it.
+ */
 export function bearerAuth(token: string | undefined, open: string[]): MiddlewareHandler {
-  const expected = token ? digest(token) : null;
+  const gate = tokenGate([token], "API_TOKEN");
   return async function bearerAuth(c, next) {
-    if (!expected || open.includes(c.req.path)) return await next();
+    const path = c.req.path;
+    const isOpen = open.some((p) =>
+      p.endsWith("/*") ? path.startsWith(p.slice(0, -1)) : p === path
+    );
+    if (isOpen) return await next();
+    return await gate(c, next);
+  };
+}
+
+/**
+ * Requires a bearer token equal to one of `tokens` (unset ones are ignored); open when none
+ * is set. `names` tells a client which variable's value to send.
+ */
+export function tokenGate(tokens: (string | undefined)[], names: string): MiddlewareHandler {
+  const expected = tokens.filter((t): t is string => !!t).map(digest);
+  return async function tokenGate(c, next) {
+    if (expected.length === 0) return await next();
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer\s+(.+)$/i.exec(header);
-    // Comparing digests keeps the time constant whatever the length of the guess.
-    if (!match || !timingSafeEqual(digest(match[1].trim()), expected)) {
+    // Comparing digests keeps the time constant whatever the length of the guess; every
+    // token is compared, so the time does not tell which one was close either.
+    const given = match ? digest(match[1].trim()) : null;
+    const ok = expected.reduce(
+      (hit, e) => (given !== null && timingSafeEqual(given, e)) || hit,
+      false,
+    );
+    if (!ok) {
       c.header("WWW-Authenticate", 'Bearer realm="trainer"');
       throw new AppError(
         401,
         match
           ? "the bearer token is not valid"
-          : "missing bearer token: send Authorization: Bearer <API_TOKEN>",
+          : `missing bearer token: send Authorization: Bearer <${names}>`,
       );
     }
     await next();

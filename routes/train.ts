@@ -1,8 +1,11 @@
 /** The Train API routes. Thin: parse, call one use case or query, shape the response. */
 import { Hono } from "hono";
 import { resolve } from "node:path";
+import type { z } from "zod";
 import { getJob, getJobs, jobEvents, listJobs, logTail } from "../db/queries.ts";
 import type { Db } from "../db/client.ts";
+import { trainDocs } from "../contract/docs.ts";
+import type { CancelResponse } from "../contract/responses.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
 import type { JobState } from "../jobs/state.ts";
@@ -33,7 +36,7 @@ const PAGE_ENVELOPE = 1024;
 export function trainRoutes(deps: TrainDeps): Hono {
   const app = new Hono();
 
-  app.post("/", async (c) => {
+  app.post("/", trainDocs.submit, async (c) => {
     const body = check(TrainingRequest, await readJson(c, true), "request body");
     const key = idempotencyKey(c.req.header("idempotency-key"));
     const sub = await submitJob(deps.jobs, body, { idempotencyKey: key, typeStatus: 422 });
@@ -48,7 +51,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
     });
   });
 
-  app.get("/status/:job_id", async (c) => {
+  app.get("/status/:job_id", trainDocs.status, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
     const [logs, children] = await Promise.all([
       logTail(deps.db, job.job_id, { lines: deps.logTailLines, bytes: deps.logTailBytes }),
@@ -61,7 +64,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
     });
   });
 
-  app.get("/jobs", async (c) => {
+  app.get("/jobs", trainDocs.list, async (c) => {
     const q = check(ListQuery, c.req.query(), "query");
     const { jobs, total, filtered } = await listJobs(deps.db, q);
     return c.json({ jobs: jobs.map(listItem), total_count: total, filtered_count: filtered });
@@ -73,12 +76,16 @@ export function trainRoutes(deps: TrainDeps): Hono {
       status: "success",
       message: `Job ${jobId} cancelled successfully`,
       data: { job_id: jobId, status: job.status, cancelled_at: job.cancelled_at },
-    };
+    } satisfies z.input<typeof CancelResponse>;
   };
-  app.delete("/job/cancel/:job_id", async (c) => c.json(await cancel(jobIdParam(c))));
-  app.delete("/job/:job_id", async (c) => c.json(await cancel(jobIdParam(c))));
+  app.delete(
+    "/job/cancel/:job_id",
+    trainDocs.cancel,
+    async (c) => c.json(await cancel(jobIdParam(c))),
+  );
+  app.delete("/job/:job_id", trainDocs.cancel, async (c) => c.json(await cancel(jobIdParam(c))));
 
-  app.get("/models/available", async (c) => {
+  app.get("/models/available", trainDocs.models, async (c) => {
     const models = await listModels(deps.jobs.modelsDir);
     return c.json({
       available_models: Object.fromEntries(models.map((m) => [m.name, {
@@ -93,7 +100,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
     });
   });
 
-  app.get("/logs/:job_id", async (c) => {
+  app.get("/logs/:job_id", trainDocs.logs, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
     const q = check(PageQuery, c.req.query(), "query");
     const page = await jobEvents(deps.db, job.job_id, {
@@ -110,7 +117,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
     });
   });
 
-  app.get("/job/:job_id/events", async (c) => {
+  app.get("/job/:job_id/events", trainDocs.events, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
     const q = check(PageQuery, c.req.query(), "query");
     const types = q.type?.split(",").map((t) => t.trim()).filter(Boolean);
@@ -134,7 +141,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
     });
   });
 
-  app.post("/:model_type", async (c) => {
+  app.post("/:model_type", trainDocs.submitType, async (c) => {
     const body = await readJson(c, false);
     // Only an absent body means "all defaults"; `null` is a body, and not an object.
     const opts = check(TrainingOptions, body === undefined ? {} : body, "request body");

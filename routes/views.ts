@@ -1,4 +1,6 @@
 /** Response shapes. The contract's fields come first and keep their names and meaning. */
+import type { z } from "zod";
+import type { ListItem, StatusView } from "../contract/responses.ts";
 import type { JobState } from "../jobs/state.ts";
 
 /** A job as `GET /train/status/{job_id}` shows it. */
@@ -6,7 +8,7 @@ export function statusView(
   job: JobState,
   logs: { lines: string[]; truncated: boolean },
   children: JobState[],
-) {
+): z.infer<typeof StatusView> {
   return {
     job_id: job.job_id,
     status: job.status,
@@ -61,7 +63,7 @@ function childView(c: JobState) {
 }
 
 /** A job as `GET /train/jobs` lists it. */
-export function listItem(job: JobState) {
+export function listItem(job: JobState): z.infer<typeof ListItem> {
   return {
     job_id: job.job_id,
     status: job.status,

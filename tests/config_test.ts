@@ -20,6 +20,7 @@ Deno.test("defaults", () => {
     DATABASE_AUTH_TOKEN: undefined,
     MODEL_REGISTRY: undefined,
     API_TOKEN: undefined,
+    METRICS_TOKEN: undefined,
     TRAIN_PYTHON: undefined,
     CORS_ORIGINS: undefined,
     DATASET_PATH: undefined,

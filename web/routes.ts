@@ -11,6 +11,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
+import { describeOpen } from "../contract/docs.ts";
 import type { Registry } from "../models/registry.ts";
 
 /** Only this origin: no inline script or style, no other host, no framing. */
@@ -57,22 +58,31 @@ export function webRoutes(deps: WebDeps): Hono {
       .replaceAll("/web/VERSION/", `/web/${version}/`),
   );
 
-  app.get("/", (c) => {
+  app.get("/", describeOpen("The dashboard page", [TYPES.html], "dashboard"), (c) => {
     headers(c);
     c.header("Cache-Control", "no-cache");
     return c.body(html, 200, { "Content-Type": TYPES.html });
   });
-  app.get("/web/:version/:file", (c) => {
-    const asset = assets.get(c.req.param("file"));
-    if (!asset) return c.notFound();
-    headers(c);
-    // An old page asking for an old version gets today's file, but must not keep it.
-    c.header(
-      "Cache-Control",
-      c.req.param("version") === version ? "public, max-age=31536000, immutable" : "no-cache",
-    );
-    return c.body(asset.body, 200, { "Content-Type": asset.type });
-  });
+  app.get(
+    "/web/:version/:file",
+    describeOpen(
+      "A script, style or data file of the dashboard",
+      Object.values(TYPES),
+      "dashboard",
+      404,
+    ),
+    (c) => {
+      const asset = assets.get(c.req.param("file"));
+      if (!asset) return c.notFound();
+      headers(c);
+      // An old page asking for an old version gets today's file, but must not keep it.
+      c.header(
+        "Cache-Control",
+        c.req.param("version") === version ? "public, max-age=31536000, immutable" : "no-cache",
+      );
+      return c.body(asset.body, 200, { "Content-Type": asset.type });
+    },
+  );
   return app;
 }
 

@@ -14,6 +14,7 @@ import { Supervisor } from "../../jobs/supervisor.ts";
 import { LocalPort } from "../../jobs/worker_port.ts";
 import { loadRegistry, type Registry } from "../../models/registry.ts";
 import { RuntimeChecker } from "../../models/runtime_checker.ts";
+import { checkerFor } from "./openapi.ts";
 
 /** A temp dir removed on dispose. */
 export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
@@ -68,6 +69,7 @@ export interface AppOptions {
   /** Build a real Supervisor over a LocalPort, as main.ts does. */
   supervisor?: boolean;
   apiToken?: string;
+  metricsToken?: string;
   corsOrigins?: string;
   /** As AppDeps.allowedHosts: unset answers loopback names only, as the default HOST does. */
   allowedHosts?: readonly string[] | null;
@@ -149,6 +151,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     jobs,
     runtimes,
     apiToken: opts.apiToken,
+    metricsToken: opts.metricsToken,
     corsOrigins: opts.corsOrigins,
     allowedHosts: opts.allowedHosts,
     maxConcurrent,
@@ -181,7 +184,10 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
   };
 }
 
-/** Sends one request through `app.request()`; parses a JSON body when there is one. */
+/**
+ * Sends one request through `app.request()`; parses a JSON body when there is one, and
+ * checks the answer against the app's OpenAPI document.
+ */
 export async function send(
   app: Hono,
   method: string,
@@ -197,7 +203,10 @@ export async function send(
   const res = await app.request(path, { method, headers, body });
   const text = await res.text();
   let parsed: unknown = text;
-  if (text && (res.headers.get("content-type") ?? "").includes("json")) parsed = JSON.parse(text);
+  const contentType = res.headers.get("content-type") ?? "";
+  if (text && contentType.includes("json")) parsed = JSON.parse(text);
+  // Every answer the API tests see must be one that /openapi.json documents.
+  (await checkerFor(app)).check({ method, path, status: res.status, contentType, body: parsed });
   return { status: res.status, headers: res.headers, body: parsed };
 }
 
