@@ -11,6 +11,7 @@ import { servePort } from "./jobs/thread_port.ts";
 import { LocalPort } from "./jobs/worker_port.ts";
 import { loadRegistry } from "./models/registry.ts";
 import { RuntimeChecker } from "./models/runtime_checker.ts";
+import { datasetSource } from "./models/spec.ts";
 
 const startedAt = new Date();
 const log = (message: string) => console.log(`[trainer] ${message}`);
@@ -84,6 +85,7 @@ const app = createApp({
     newId: randomId,
     modelsDir,
     defaultTimeoutSeconds: config.JOB_TIMEOUT_SECONDS,
+    dataset: datasetSource(Deno.env.toObject()),
   },
   runtimes,
   apiToken: config.API_TOKEN,

@@ -19,6 +19,14 @@ import type { WorkerPort } from "./worker_port.ts";
 import { PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
 import { removeArtifacts } from "../models/artifacts.ts";
+import {
+  datasetIdentity,
+  datasetSource,
+  recordSpec,
+  specEnv,
+  type TrainingSpec,
+  trainingSpec,
+} from "../models/spec.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -37,6 +45,8 @@ interface Running {
   job: JobState;
   child: Deno.ChildProcess;
   command: string[];
+  /** What the job trains from; recorded with its model so that reuse can match it. */
+  spec: TrainingSpec;
   collector: OutputCollector;
   /** Both output streams read to their end. */
   reading: Promise<unknown>;
@@ -138,6 +148,8 @@ export class Supervisor {
       return null;
     }
     const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
+    // The dataset as the script will see it: the same variables are passed through to it.
+    const spec = trainingSpec(job, await datasetIdentity(datasetSource(Deno.env.toObject())));
     await Deno.mkdir(this.opts.modelsDir, { recursive: true });
     // Checked right before spawning, with no await in between: shutdown() stops every job
     // in #running, so none may be spawned after it looked.
@@ -146,7 +158,7 @@ export class Supervisor {
     try {
       child = new Deno.Command(command[0], {
         args: command.slice(1),
-        env: this.#env(job, type.env),
+        env: { ...this.#env(job, type.env), ...specEnv(spec) },
         clearEnv: true,
         detached: true,
         stdin: "null",
@@ -167,6 +179,7 @@ export class Supervisor {
       job,
       child,
       command,
+      spec,
       collector,
       // A broken pipe must not keep the job from being recorded as ended.
       reading: Promise.all([
@@ -231,6 +244,11 @@ export class Supervisor {
       group_gone: stop.group_gone,
       timeout_seconds: job.timeout_seconds,
     };
+    if (!r.stopping && status.success && artifact) {
+      await recordSpec(artifact, r.spec).catch((e) => {
+        this.opts.log?.(`job ${job.job_id}: could not record its training spec (${e})`);
+      });
+    }
     if (r.stopping || !(status.success && artifact)) {
       const paths = new Set([job.artifact_path, collector.artifact].filter((p) => p !== null));
       for (const path of paths) {

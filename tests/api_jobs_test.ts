@@ -2,15 +2,11 @@
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { LocalPort } from "../jobs/worker_port.ts";
-import { buildApp, type TestApp } from "./helpers/app.ts";
+import { buildApp, type TestApp, writeTrainedModel } from "./helpers/app.ts";
 import { startedData } from "./helpers/jobs.ts";
 
 async function writeModel(t: TestApp, name: string, mtime: Date): Promise<string> {
-  await Deno.mkdir(t.modelsDir, { recursive: true });
-  const path = join(t.modelsDir, name);
-  await Deno.writeTextFile(path, "model");
-  await Deno.utime(path, mtime, mtime);
-  return path;
+  return (await writeTrainedModel(t.modelsDir, name, { model_type: "xgboost", mtime })).path;
 }
 
 async function status(t: TestApp, id: string) {
@@ -42,19 +38,22 @@ Deno.test("retrain", async (t) => {
       assert.equal(res.status, 200);
       assert.equal(res.body.data.status, "completed");
       assert.equal(res.body.data.model_path, newest);
-      assert.match(res.body.message, /already exists.*retrain/);
+      assert.match(
+        res.body.message,
+        /^reused xgboost_model_\S+_00000000\.joblib: trained with the same spec [0-9a-f]{8}.*retrain/,
+      );
       const job = await status(app, res.body.data.job_id);
       assert.equal(job.status, "completed");
       assert.equal(job.model_path, newest);
       assert.match(job.completed_at, /Z$/);
-      assert.match(job.message, /not retrained/);
+      assert.match(job.message, /same spec.*not retrained/);
     },
   );
   await t.step("retrain defaults to false, on POST /train too", async () => {
     const res = await app.request("POST", "/train", { json: { model_type: "xgboost" } });
     assert.equal(res.body.status, "completed");
     assert.equal(res.body.model_path, newest);
-    assert.match(res.body.message, /already exists/);
+    assert.match(res.body.message, /^reused .*same spec/);
   });
   await t.step("retrain:true starts a new training job", async () => {
     const res = await app.request("POST", "/train/xgboost", { json: { retrain: true } });
