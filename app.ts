@@ -22,11 +22,14 @@ export interface AppDeps {
   corsOrigins?: string;
   maxConcurrent: number;
   logTailLines: number;
+  /** Time a client has to send its whole request body (BODY_TIMEOUT_SECONDS). */
+  bodyTimeoutMs?: number;
   lifecycle: { shuttingDown: boolean };
   startedAt?: Date;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
+const BODY_TIMEOUT_MS = 10_000;
 
 /** Paths the API serves, for 405 answers to other methods. */
 const ROUTES: [string, string[]][] = [
@@ -55,7 +58,7 @@ export function createApp(deps: AppDeps): Hono {
   }
   app.use(shutdownGate(deps.lifecycle));
   app.use(bearerAuth(deps.apiToken, ["/health"]));
-  app.use(limitBody(MAX_BODY_BYTES));
+  app.use(limitBody(MAX_BODY_BYTES, deps.bodyTimeoutMs ?? BODY_TIMEOUT_MS));
   // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be
   // taken by `POST /train/:model_type` as a request to train a model type named "jobs".
   for (const [path, methods] of ROUTES) {

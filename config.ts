@@ -23,6 +23,7 @@ const ConfigSchema = z.object({
   ALLOW_INSECURE: flag.default(false),
   TRAIN_PYTHON: z.string().min(1).optional(),
   LOG_TAIL_LINES: int(0, 100_000).default(200),
+  BODY_TIMEOUT_SECONDS: z.coerce.number().gt(0).max(3600).default(10),
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",
   }).optional(),

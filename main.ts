@@ -92,6 +92,7 @@ const app = createApp({
   corsOrigins: config.CORS_ORIGINS,
   maxConcurrent: config.MAX_CONCURRENT_JOBS,
   logTailLines: config.LOG_TAIL_LINES,
+  bodyTimeoutMs: config.BODY_TIMEOUT_SECONDS * 1000,
   lifecycle,
   startedAt,
 });

@@ -6,23 +6,30 @@ import { AppError, UnavailableError } from "../errors.ts";
 
 /** Requires `Authorization: Bearer <token>` when a token is configured. */
 export function bearerAuth(token: string | undefined, open: string[]): MiddlewareHandler {
-  const expected = token ? digest(token) : null;
   return async function bearerAuth(c, next) {
-    if (!expected || open.includes(c.req.path)) return await next();
-    const header = c.req.header("authorization") ?? "";
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    // Comparing digests keeps the time constant whatever the length of the guess.
-    if (!match || !timingSafeEqual(digest(match[1].trim()), expected)) {
+    if (!token || open.includes(c.req.path)) return await next();
+    const header = c.req.header("authorization");
+    if (!hasToken(header, token)) {
       c.header("WWW-Authenticate", 'Bearer realm="trainer"');
       throw new AppError(
         401,
-        match
+        /^Bearer\s+\S/i.test(header ?? "")
           ? "the bearer token is not valid"
           : "missing bearer token: send Authorization: Bearer <API_TOKEN>",
       );
     }
     await next();
   };
+}
+
+/**
+ * True when `header` carries the bearer `token` (always true when no token is configured).
+ * Comparing digests keeps the time constant whatever the length of the guess.
+ */
+export function hasToken(header: string | undefined, token: string | undefined): boolean {
+  if (!token) return true;
+  const match = /^Bearer\s+(.+)$/i.exec(header ?? "");
+  return !!match && timingSafeEqual(digest(match[1].trim()), digest(token));
 }
 
 function digest(s: string): Buffer {
@@ -39,12 +46,55 @@ export function shutdownGate(state: { shuttingDown: boolean }): MiddlewareHandle
   };
 }
 
-/** Refuses bodies over `maxBytes` with 413, whether or not Content-Length is sent. */
-export function limitBody(maxBytes: number): MiddlewareHandler {
-  return bodyLimit({
+/**
+ * Refuses bodies over `maxBytes` with 413, whether or not Content-Length is sent, and bodies
+ * that take longer than `deadlineMs` to arrive with 408: a client that dribbles its body a
+ * byte at a time would otherwise hold a connection and a request for as long as it likes.
+ */
+export function limitBody(maxBytes: number, deadlineMs: number): MiddlewareHandler {
+  const size = bodyLimit({
     maxSize: maxBytes,
     onError: () => {
       throw new AppError(413, `request body is larger than ${maxBytes / 1024} KiB`);
     },
   });
+  return async function limitBody(c, next) {
+    const body = c.req.raw.body;
+    if (!body) return await size(c, next);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        c.header("Connection", "close");
+        reject(
+          new AppError(
+            408,
+            `the request body did not arrive within ${deadlineMs / 1000} s; ` +
+              `send it at once, with a correct Content-Length`,
+          ),
+        );
+      }, deadlineMs);
+    });
+    expired.catch(() => {});
+    const reader = body.getReader();
+    const timed = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const chunk = await Promise.race([reader.read(), expired]);
+          if (chunk.done) controller.close();
+          else controller.enqueue(chunk.value);
+        } catch (e) {
+          // Stop reading the socket: the rest of the body is not wanted.
+          reader.cancel().catch(() => {});
+          throw e;
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    });
+    c.req.raw = new Request(c.req.raw, { body: timed, duplex: "half" } as RequestInit);
+    try {
+      return await size(c, next);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 }

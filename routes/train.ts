@@ -1,11 +1,11 @@
 /** The Train API routes. Thin: parse, call one use case or query, shape the response. */
 import { Hono } from "hono";
 import { resolve } from "node:path";
-import { getJob, getJobs, jobEvents, listJobs, logTail } from "../db/queries.ts";
+import { getJob, getJobs, jobEvents, listJobs, logTail, waitingBefore } from "../db/queries.ts";
 import type { Db } from "../db/client.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
-import type { JobState } from "../jobs/state.ts";
+import { isWaiting, type JobState } from "../jobs/state.ts";
 import { listModels } from "../models/artifacts.ts";
 import { check, jobIdParam, readJson } from "./input.ts";
 import {
@@ -44,16 +44,24 @@ export function trainRoutes(deps: TrainDeps): Hono {
 
   app.get("/status/:job_id", async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
-    const [logs, children] = await Promise.all([
+    const [logs, children, ahead] = await Promise.all([
       logTail(deps.db, job.job_id, deps.logTailLines),
       getJobs(deps.db, job.children ?? []),
+      isWaiting(job) ? waitingBefore(deps.db, job.submitted_seq) : null,
     ]);
     return c.json({
       status: "success",
       message: "Job status retrieved successfully",
-      data: statusView(job, logs, children),
+      data: statusView(job, logs, children, ahead),
     });
   });
+
+  // Without an id these paths would fall to `POST /train/{model_type}` and answer "use POST".
+  for (const what of ["status", "logs"]) {
+    app.get(`/${what}`, () => {
+      throw new NotFoundError(`missing job id: use GET /train/${what}/{job_id}`);
+    });
+  }
 
   app.get("/jobs", async (c) => {
     const q = check(ListQuery, c.req.query(), "query");

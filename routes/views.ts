@@ -1,8 +1,16 @@
 /** Response shapes. The contract's fields come first and keep their names and meaning. */
 import type { JobState } from "../jobs/state.ts";
 
-/** A job as `GET /train/status/{job_id}` shows it. */
-export function statusView(job: JobState, logs: string[], children: JobState[]) {
+/**
+ * A job as `GET /train/status/{job_id}` shows it. `ahead` is the number of waiting jobs
+ * submitted before a waiting job (null for any other job).
+ */
+export function statusView(
+  job: JobState,
+  logs: string[],
+  children: JobState[],
+  ahead: number | null = null,
+) {
   return {
     job_id: job.job_id,
     status: job.status,
@@ -12,7 +20,10 @@ export function statusView(job: JobState, logs: string[], children: JobState[]) 
     model_path: job.model_path,
     error: job.error,
     logs: logs.join("\n"),
-    message: job.message,
+    message: ahead === null
+      ? job.message
+      : `waiting for a free slot: ${ahead === 1 ? "1 job" : `${ahead} jobs`} ahead`,
+    queue_position: ahead === null ? null : ahead + 1,
     failure_reason: job.failure_reason,
     exit_code: job.exit_code,
     created_at: job.created_at,
