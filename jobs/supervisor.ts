@@ -19,14 +19,7 @@ import type { WorkerPort } from "./worker_port.ts";
 import { PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
 import { removeArtifacts } from "../models/artifacts.ts";
-import {
-  datasetIdentity,
-  datasetSource,
-  recordSpec,
-  specEnv,
-  type TrainingSpec,
-  trainingSpec,
-} from "../models/spec.ts";
+import { launchSpec, recordSpec, specEnv, type TrainingSpec } from "../models/spec.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -148,8 +141,7 @@ export class Supervisor {
       return null;
     }
     const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
-    // The dataset as the script will see it: the same variables are passed through to it.
-    const spec = trainingSpec(job, await datasetIdentity(datasetSource(Deno.env.toObject())));
+    const spec = await launchSpec(job);
     await Deno.mkdir(this.opts.modelsDir, { recursive: true });
     // Checked right before spawning, with no await in between: shutdown() stops every job
     // in #running, so none may be spawned after it looked.

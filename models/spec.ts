@@ -84,6 +84,16 @@ export function trainingSpec(
   };
 }
 
+/**
+ * The spec of a job about to start, with the dataset as its script will see it: the server's
+ * own DATASET_* variables are the ones passed through to the script.
+ */
+export async function launchSpec(
+  job: { model_type: string; hyperparameters: Record<string, unknown>; use_cv: boolean },
+): Promise<TrainingSpec> {
+  return trainingSpec(job, await datasetIdentity(datasetSource(Deno.env.toObject())));
+}
+
 /** sha256 of the spec's canonical JSON. */
 export function specFingerprint(spec: TrainingSpec): string {
   return sha256Hex(canonicalJson(spec));

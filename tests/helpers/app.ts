@@ -209,7 +209,9 @@ export async function send(
 export async function pollUntil<T>(
   probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
   what: string,
-  timeoutMs = 15_000,
+  // Generous: the first job of an app waits for the runtime check, which imports sklearn and
+  // xgboost; on two loaded cores that alone has taken 15 s.
+  timeoutMs = 60_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
