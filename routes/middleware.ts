@@ -46,10 +46,18 @@ export function shutdownGate(state: { shuttingDown: boolean }): MiddlewareHandle
   };
 }
 
+declare module "hono" {
+  interface ContextVariableMap {
+    /** Rejects with 408 when the request body has not arrived in time (see limitBody). */
+    bodyDeadline: Promise<never>;
+  }
+}
+
 /**
  * Refuses bodies over `maxBytes` with 413, whether or not Content-Length is sent, and bodies
  * that take longer than `deadlineMs` to arrive with 408: a client that dribbles its body a
- * byte at a time would otherwise hold a connection and a request for as long as it likes.
+ * byte at a time would otherwise hold a request for as long as it likes. The deadline is a
+ * promise that readers of the body race (routes/input.ts); the body stream is left as it is.
  */
 export function limitBody(maxBytes: number, deadlineMs: number): MiddlewareHandler {
   const size = bodyLimit({
@@ -59,8 +67,7 @@ export function limitBody(maxBytes: number, deadlineMs: number): MiddlewareHandl
     },
   });
   return async function limitBody(c, next) {
-    const body = c.req.raw.body;
-    if (!body) return await size(c, next);
+    if (!c.req.raw.body) return await size(c, next);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -75,24 +82,19 @@ export function limitBody(maxBytes: number, deadlineMs: number): MiddlewareHandl
       }, deadlineMs);
     });
     expired.catch(() => {});
-    const reader = body.getReader();
-    const timed = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        try {
-          const chunk = await Promise.race([reader.read(), expired]);
-          if (chunk.done) controller.close();
-          else controller.enqueue(chunk.value);
-        } catch (e) {
-          // Stop reading the socket: the rest of the body is not wanted.
-          reader.cancel().catch(() => {});
-          throw e;
-        }
-      },
-      cancel: (reason) => reader.cancel(reason),
-    });
-    c.req.raw = new Request(c.req.raw, { body: timed, duplex: "half" } as RequestInit);
+    c.set("bodyDeadline", expired);
     try {
-      return await size(c, next);
+      // Without Content-Length, bodyLimit reads the whole body before the route runs: that
+      // read is raced here, and the route's own read in readJson.
+      let entered!: () => void;
+      const inRoute = new Promise<void>((resolve) => entered = resolve);
+      const run = size(c, async () => {
+        entered();
+        await next();
+      });
+      run.catch(() => {});
+      await Promise.race([inRoute, run, expired]);
+      return await run;
     } finally {
       clearTimeout(timer);
     }

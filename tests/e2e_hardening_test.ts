@@ -39,44 +39,76 @@ Deno.test("deno task rebuild refuses while a server holds the database", async (
   }
 });
 
-Deno.test("a client that dribbles its body gets 408 at the deadline", async () => {
-  const ws = await Workspace.create();
-  const server = await Server.start(ws.env({ BODY_TIMEOUT_SECONDS: "1" }));
-  const url = new URL(server.base);
+/** Sends headers and the start of a body, then one more byte every 200 ms, until answered. */
+async function dribble(base: string, framing: "length" | "chunked") {
+  const url = new URL(base);
   const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
   const encoder = new TextEncoder();
+  const chunk = (text: string) => framing === "chunked" ? `${text.length}\r\n${text}\r\n` : text;
   let sending = true;
   try {
     const started = performance.now();
     await conn.write(encoder.encode(
-      `POST /train/xgboost HTTP/1.1\r\nHost: ${url.host}\r\n` +
-        `Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"retrain":`,
+      `POST /train/xgboost HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\n` +
+        (framing === "chunked" ? "Transfer-Encoding: chunked" : "Content-Length: 200") +
+        `\r\n\r\n${chunk('{"retrain":')}`,
     ));
-    // One byte every 200 ms: the whole body would take 38 s.
-    const dribble = (async () => {
+    // With Content-Length: 200 the body would take 38 s; a chunked one never ends.
+    const sender = (async () => {
       while (sending) {
         await new Promise((r) => setTimeout(r, 200));
-        if (!sending) break;
-        await conn.write(encoder.encode(" ")).catch(() => sending = false);
+        if (sending) await conn.write(encoder.encode(chunk(" "))).catch(() => sending = false);
       }
     })();
+    // A server without the deadline would wait for the rest forever: give up after 20 s.
+    const giveUp = setTimeout(() => conn.close(), 20_000);
     const buffer = new Uint8Array(4096);
     let reply = "";
     while (!reply.includes("}")) {
-      const n = await conn.read(buffer);
+      const n = await conn.read(buffer).catch(() => null);
       if (n === null) break;
       reply += new TextDecoder().decode(buffer.subarray(0, n));
     }
+    clearTimeout(giveUp);
     const elapsed = performance.now() - started;
     sending = false;
-    await dribble;
-    assert.match(reply, /^HTTP\/1\.1 408 /, reply);
-    assert.match(reply, /connection: close/i);
-    assert.match(reply, /did not arrive within 1 s/);
-    assert.ok(elapsed < 10_000, `answered after ${Math.round(elapsed)} ms, not at the deadline`);
+    await sender;
+    return { reply, elapsed };
   } finally {
     sending = false;
-    conn.close();
+    try {
+      conn.close();
+    } catch {
+      // already closed by the give-up timer
+    }
+  }
+}
+
+Deno.test("a client that dribbles its body gets 408 at the deadline", async (t) => {
+  const ws = await Workspace.create();
+  const server = await Server.start(ws.env({ BODY_TIMEOUT_SECONDS: "1" }));
+  try {
+    for (const framing of ["length", "chunked"] as const) {
+      await t.step(framing === "length" ? "with Content-Length" : "chunked", async () => {
+        const { reply, elapsed } = await dribble(server.base, framing);
+        assert.match(reply, /^HTTP\/1\.1 408 /, reply);
+        assert.match(reply, /connection: close/i);
+        assert.match(reply, /did not arrive within 1 s/);
+        assert.ok(
+          elapsed < 10_000,
+          `answered after ${Math.round(elapsed)} ms, not at the deadline`,
+        );
+      });
+    }
+    await t.step("a body sent at once is not affected", async () => {
+      const res = await fetch(`${server.base}/train/nope`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: '{"retrain": true}',
+      });
+      assert.equal(res.status, 404, await res.text());
+    });
+  } finally {
     await server.kill("SIGTERM");
     await ws.dispose();
   }
