@@ -46,6 +46,8 @@ export interface AppDeps {
   logTailBytes?: number;
   /** LOG_PAGE_BYTES; the default when unset. */
   logPageBytes?: number;
+  /** Time a client has to send its whole request body (BODY_TIMEOUT_SECONDS). */
+  bodyTimeoutMs?: number;
   lifecycle: { shuttingDown: boolean };
   startedAt?: Date;
 }
@@ -92,7 +94,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", webRoutes({ registry: deps.jobs.registry }));
   // The docs are open so a browser can load them; /metrics checks its own tokens.
   app.use(bearerAuth(deps.apiToken, ["/health", "/metrics", "/openapi.json", "/docs", "/docs/*"]));
-  app.use(limitBody(MAX_BODY_BYTES));
+  app.use(limitBody(MAX_BODY_BYTES, deps.bodyTimeoutMs ?? DEFAULTS.BODY_TIMEOUT_SECONDS * 1000));
   // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be
   // taken by `POST /train/:model_type` as a request to train a model type named "jobs".
   for (const [path, methods] of ROUTES) {

@@ -37,6 +37,7 @@ const ConfigSchema = z.object({
   }).optional(),
   LOG_TAIL_BYTES: int(1024, 16 * MiB).default(64 * KiB),
   LOG_PAGE_BYTES: int(64 * KiB, 64 * MiB).default(4 * MiB),
+  BODY_TIMEOUT_SECONDS: z.coerce.number().gt(0).max(3600).default(10),
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",
   }).optional(),

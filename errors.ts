@@ -1,7 +1,7 @@
 /** Typed errors that carry an HTTP status; one `onError` maps them to the error envelope. */
 export class AppError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 413 | 415 | 421 | 422 | 503,
+    readonly status: 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 421 | 422 | 503,
     message: string,
     readonly details: unknown[] = [],
   ) {

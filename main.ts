@@ -12,6 +12,7 @@ import { LocalPort } from "./jobs/worker_port.ts";
 import { loadRegistry } from "./models/registry.ts";
 import { RuntimeChecker } from "./models/runtime_checker.ts";
 import { checkSettings } from "./startup_checks.ts";
+import { datasetSource } from "./models/spec.ts";
 
 const startedAt = new Date();
 const log = (message: string) => console.log(`[trainer] ${message}`);
@@ -86,6 +87,7 @@ const app = createApp({
     newId: randomId,
     modelsDir,
     defaultTimeoutSeconds: config.JOB_TIMEOUT_SECONDS,
+    dataset: datasetSource(Deno.env.toObject()),
   },
   runtimes,
   apiToken: config.API_TOKEN,
@@ -97,6 +99,7 @@ const app = createApp({
   logTailLines: config.LOG_TAIL_LINES,
   logTailBytes: config.LOG_TAIL_BYTES,
   logPageBytes: config.LOG_PAGE_BYTES,
+  bodyTimeoutMs: config.BODY_TIMEOUT_SECONDS * 1000,
   lifecycle,
   startedAt,
 });

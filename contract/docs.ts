@@ -149,6 +149,11 @@ export const trainDocs = {
     parameters: [jobIdParam],
     responses: { 200: json("The job", StatusResponse), ...errors(404) },
   }),
+  missingId: describeRoute({
+    tags: TRAIN,
+    summary: "Always 404: the path needs a job id, as in /train/status/{job_id}",
+    responses: errors(404),
+  }),
   list: describeRoute({
     tags: TRAIN,
     summary: "Jobs, newest first, with optional filters",

@@ -97,6 +97,9 @@ export const StatusView = z.object({
     description: "True when the byte cap left lines out or cut the newest one",
   }),
   message: z.string(),
+  queue_position: z.int().nullable().meta({
+    description: "1-based place among waiting jobs in submission order; null unless waiting",
+  }),
   failure_reason: FailureReason.nullable(),
   exit_code: z.int().nullable(),
   created_at: Time,

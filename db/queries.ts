@@ -1,6 +1,6 @@
 /** Read queries over the projection and the log. Routes call these; no SQL elsewhere. */
 import { Buffer } from "node:buffer";
-import { and, asc, count, desc, eq, gt, inArray, lt, type SQL, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, gt, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { JobStatus, StoredEvent } from "../jobs/events.ts";
 import { JobEvent } from "../jobs/events.ts";
 import type { JobState } from "../jobs/state.ts";
@@ -148,6 +148,20 @@ export async function jobEvents(
     }
     if (rows.length < fetch) return { events: out, truncated: false, more: false };
   }
+}
+
+/**
+ * How many jobs submitted before the one at `submittedSeq` still wait for a slot. A range of
+ * the (status, submitted_seq) index: it reads only waiting jobs, never the whole table.
+ */
+export async function waitingBefore(db: Db, submittedSeq: number): Promise<number> {
+  const [{ n }] = await db.select({ n: count() }).from(jobs).where(and(
+    eq(jobs.status, "started"),
+    lt(jobs.submitted_seq, submittedSeq),
+    isNull(jobs.children),
+    isNull(jobs.process),
+  ));
+  return n;
 }
 
 /** True when the database answers. */

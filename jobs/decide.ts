@@ -32,7 +32,12 @@ export interface ExitReport {
 }
 
 export type Command =
-  | { type: "submit"; data: EventOf<"submitted">["data"]; reuse: string | null }
+  | {
+    type: "submit";
+    data: EventOf<"submitted">["data"];
+    /** A finished model trained with the same spec, which stands in for training. */
+    reuse: { path: string; fingerprint: string } | null;
+  }
   | { type: "start"; data: EventOf<"started">["data"] }
   | { type: "output"; events: OutputEvent[] }
   | { type: "exit"; report: ExitReport }
@@ -50,10 +55,11 @@ export function decide(command: Command, state: JobState | undefined, jobId: str
     return [submitted, {
       type: "completed",
       data: {
-        model_path: command.reuse,
+        model_path: command.reuse.path,
         exit_code: null,
         reused: true,
-        message: `A trained ${command.data.model_type} model already exists; not retrained ` +
+        message: `reused ${command.reuse.path.split("/").at(-1)}: trained with the same spec ` +
+          `${command.reuse.fingerprint.slice(0, 8)}; not retrained ` +
           `(send "retrain": true to train a new one)`,
       },
     }];

@@ -22,6 +22,16 @@ export interface RecoveryResult {
   killed: number[];
 }
 
+/** The database's lock is held by another live process (a server, or a rebuild). */
+export class DatabaseInUseError extends Error {
+  constructor(readonly url: string, readonly holder: string) {
+    super(
+      `DATABASE_URL=${url} is in use by another server${holder ? ` (${holder})` : ""}; ` +
+        `stop it first, or give this one its own database`,
+    );
+  }
+}
+
 /**
  * Takes the database's lock file (`<path>.lock`) for the life of the process, so that a
  * second server on the same local database refuses to start instead of "recovering" (killing)
@@ -43,10 +53,7 @@ export async function lockDatabase(url: string, waitMs = 3000): Promise<Deno.FsF
   clearTimeout(timer);
   if (!locked) {
     const holder = (await Deno.readTextFile(`${path}.lock`).catch(() => "")).trim();
-    throw new Error(
-      `DATABASE_URL=${url} is in use by another server${holder ? ` (${holder})` : ""}; ` +
-        `stop it first, or give this one its own database`,
-    );
+    throw new DatabaseInUseError(url, holder);
   }
   await file.truncate(0);
   await file.write(new TextEncoder().encode(`pid ${Deno.pid}\n`));

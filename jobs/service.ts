@@ -2,17 +2,26 @@
  * Job use cases: submit and cancel. Checks that need I/O (registry, existing model files)
  * run here, before the unit of work; every decision on job state runs inside it.
  */
-import { createHash } from "node:crypto";
 import type { Clock, IdGenerator } from "../db/clock.ts";
 import type { EventStore } from "../db/event_store.ts";
 import { ConflictError } from "../errors.ts";
-import { artifactPathFor, newestModels } from "../models/artifacts.ts";
+import { artifactPathFor } from "../models/artifacts.ts";
 import {
   type ModelType,
   type Registry,
   requireType,
   splitHyperparameters,
 } from "../models/registry.ts";
+import {
+  canonicalJson,
+  datasetIdentity,
+  type DatasetSource,
+  type Reusable,
+  reusableModels,
+  sha256Hex,
+  specFingerprint,
+  trainingSpec,
+} from "../models/spec.ts";
 import { isTerminal, type JobState } from "./state.ts";
 
 export interface JobDeps {
@@ -22,6 +31,8 @@ export interface JobDeps {
   newId: IdGenerator;
   modelsDir: string;
   defaultTimeoutSeconds: number;
+  /** The dataset the scripts train on: part of the spec a reused model must match. */
+  dataset: DatasetSource;
 }
 
 export interface SubmitRequest {
@@ -52,10 +63,10 @@ export async function submitJob(
   const shares = splitHyperparameters(types, req.hyperparameters ?? {});
   const timeout = req.timeout_seconds ?? deps.defaultTimeoutSeconds;
   const key = opts.idempotencyKey ?? null;
-  const hash = key ? requestHash(req, timeout) : null;
+  const hash = key ? requestHash(req, shares, timeout) : null;
   const reuse = req.retrain
-    ? new Map<string, string | null>()
-    : await newestModels(deps.modelsDir, types.map((t) => t.name), unfinishedArtifacts(deps));
+    ? new Map<string, Reusable | null>()
+    : await findReusable(deps, types, shares, req.use_cv);
   const now = deps.clock.now();
   const parentId = deps.newId();
   const plan = types.map((t) => ({ type: t, id: all ? deps.newId() : parentId }));
@@ -123,6 +134,21 @@ export async function submitJob(
   return { ...submission, job: (await deps.store.load(parentId)) ?? submission.job };
 }
 
+/** For each type, the newest finished model trained with the spec this submission asks for. */
+async function findReusable(
+  deps: JobDeps,
+  types: readonly ModelType[],
+  shares: ReadonlyMap<string, Record<string, unknown>>,
+  useCv: boolean,
+): Promise<Map<string, Reusable | null>> {
+  const dataset = await datasetIdentity(deps.dataset);
+  const wanted = new Map(types.map((t) => {
+    const job = { model_type: t.name, hyperparameters: shares.get(t.name) ?? {}, use_cv: useCv };
+    return [t.name, specFingerprint(trainingSpec(job, dataset))];
+  }));
+  return await reusableModels(deps.modelsDir, wanted, unfinishedArtifacts(deps));
+}
+
 /**
  * Model files of jobs that have not finished: a job still running may already have written
  * its file (or may yet fail and remove it), so only finished jobs' models are reused.
@@ -148,18 +174,20 @@ export async function cancelJob(deps: JobDeps, jobId: string, reason: string): P
   });
 }
 
-/** A stable digest of what a submission asks for, to match Idempotency-Key reuse. */
-function requestHash(req: SubmitRequest, timeout: number): string {
-  const canonical = canonicalJson({ ...req, hyperparameters: req.hyperparameters ?? {}, timeout });
-  return createHash("sha256").update(canonical).digest("hex");
-}
-
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
+/**
+ * A stable digest of what a submission asks for, to match Idempotency-Key reuse. Taken after
+ * defaults are applied: a retry that spells out a default asks for the same thing.
+ */
+function requestHash(
+  req: SubmitRequest,
+  shares: ReadonlyMap<string, Record<string, unknown>>,
+  timeout: number,
+): string {
+  return sha256Hex(canonicalJson({
+    model_type: req.model_type,
+    retrain: req.retrain,
+    use_cv: req.use_cv,
+    hyperparameters: Object.fromEntries(shares),
+    timeout,
+  }));
 }

@@ -65,6 +65,11 @@ export function isTerminal(status: JobStatus): boolean {
   return TERMINAL.has(status);
 }
 
+/** True while a job waits for a slot: submitted, not spawned, and not a parent of "all". */
+export function isWaiting(job: JobState): boolean {
+  return job.status === "started" && job.process === null && job.children === null;
+}
+
 /** Warnings kept on the state; older ones stay in the event log. */
 const MAX_WARNINGS = 20;
 

@@ -20,6 +20,7 @@ import type { WorkerPort } from "./worker_port.ts";
 import { PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
 import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
+import { launchSpec, recordSpec, specEnv, type TrainingSpec } from "../models/spec.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -38,6 +39,8 @@ interface Running {
   job: JobState;
   child: Deno.ChildProcess;
   command: string[];
+  /** What the job trains from; recorded with its model so that reuse can match it. */
+  spec: TrainingSpec;
   collector: OutputCollector;
   /** Both output streams read to their end. */
   reading: Promise<unknown>;
@@ -144,6 +147,7 @@ export class Supervisor {
       return null;
     }
     const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
+    const spec = await launchSpec(job);
     await Deno.mkdir(this.opts.modelsDir, { recursive: true }).catch((e) => {
       throw new Error(`MODELS_DIR ${this.opts.modelsDir} cannot be created (${e.message})`);
     });
@@ -156,7 +160,7 @@ export class Supervisor {
     try {
       child = new Deno.Command(command[0], {
         args: command.slice(1),
-        env: this.#env(job, type.env),
+        env: { ...this.#env(job, type.env), ...specEnv(spec) },
         clearEnv: true,
         detached: true,
         stdin: "null",
@@ -177,6 +181,7 @@ export class Supervisor {
       job,
       child,
       command,
+      spec,
       collector,
       // A broken pipe must not keep the job from being recorded as ended.
       reading: Promise.all([
@@ -250,6 +255,11 @@ export class Supervisor {
       timeout_seconds: job.timeout_seconds,
       output_failure: collector.failure,
     };
+    if (!r.stopping && status.success && artifact) {
+      await recordSpec(artifact, r.spec).catch((e) => {
+        this.opts.log?.(`job ${job.job_id}: could not record its training spec (${e})`);
+      });
+    }
     if (r.stopping || !(status.success && artifact)) await this.#removeFiles(r);
     await this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);

@@ -6,7 +6,7 @@
 import type { EventStore } from "../db/event_store.ts";
 import type { ExitReport, OutputEvent } from "./decide.ts";
 import type { EventOf, FailureReason } from "./events.ts";
-import type { JobState } from "./state.ts";
+import { isWaiting, type JobState } from "./state.ts";
 
 export type StartInfo = EventOf<"started">["data"];
 
@@ -27,14 +27,14 @@ export class LocalPort implements WorkerPort {
   #queue: string[];
 
   constructor(readonly store: EventStore) {
-    this.#queue = store.activeJobs().filter(isRunnable)
+    this.#queue = store.activeJobs().filter(isWaiting)
       .sort((a, b) => a.submitted_seq - b.submitted_seq).map((j) => j.job_id);
   }
 
   async claim(): Promise<JobState | null> {
     while (this.#queue.length) {
       const job = await this.store.load(this.#queue.shift()!);
-      if (job && isRunnable(job)) return job;
+      if (job && isWaiting(job)) return job;
     }
     return null;
   }
@@ -63,7 +63,7 @@ export class LocalPort implements WorkerPort {
       let queued = false;
       for (const e of events) {
         const state = states.get(e.job_id);
-        if (e.event.type === "submitted" && state && isRunnable(state)) {
+        if (e.event.type === "submitted" && state && isWaiting(state)) {
           this.#queue.push(e.job_id);
           queued = true;
         }
@@ -72,8 +72,4 @@ export class LocalPort implements WorkerPort {
       if (queued) listener.queued();
     });
   }
-}
-
-function isRunnable(job: JobState): boolean {
-  return job.status === "started" && job.process === null && job.children === null;
 }

@@ -197,8 +197,37 @@ def holdout(data: Dataset, problem: Problem, fit, units: int):
 
 # --- saving ---------------------------------------------------------------------
 
+def training_spec(config: Config, params: dict, data: Dataset):
+    """The spec the server computed (TRAIN_SPEC) and its fingerprint, checked against this run.
+
+    The server reuses a model only when the fingerprint recorded here matches a new request,
+    so it is recorded only when the spec describes what was really trained: the same
+    hyperparameters after defaults, evaluation and data (the file may change after submit).
+    """
+    fingerprint = os.environ.get("TRAIN_SPEC_FINGERPRINT") or None
+    try:
+        spec = json.loads(os.environ.get("TRAIN_SPEC") or "null")
+    except json.JSONDecodeError:
+        spec = None
+    if fingerprint is None or not isinstance(spec, dict):
+        return None, None
+    dataset = spec.get("dataset") or {}
+    mismatch = ("model type" if spec.get("model_type") != config.model_type
+                else "hyperparameters" if spec.get("hyperparameters") != params
+                else "use_cv" if spec.get("use_cv") != config.use_cv
+                else "dataset" if dataset.get("sha256", data.sha256) != data.sha256
+                or dataset.get("builtin", data.name) != data.name
+                else None)
+    if mismatch:
+        log(f"training spec not recorded: the {mismatch} trained differ from TRAIN_SPEC; "
+            "this model will not be reused")
+        return None, spec
+    return fingerprint, spec
+
+
 def save(config: Config, params: dict, data: Dataset, model, metrics: dict) -> None:
     """Metadata first, then the model: the model's rename is the commit point."""
+    fingerprint, spec = training_spec(config, params, data)
     versions = {"python": platform.python_version(), "sklearn": sklearn.__version__,
                 "numpy": np.__version__, "joblib": joblib.__version__}
     if "xgboost" in sys.modules:
@@ -206,6 +235,7 @@ def save(config: Config, params: dict, data: Dataset, model, metrics: dict) -> N
     metadata = {"model_type": config.model_type, "job_id": config.job_id, "task": data.task,
                 "retrain": config.retrain, "hyperparameters": params, "metrics": metrics,
                 "dataset": data.describe(), "versions": versions,
+                "spec_fingerprint": fingerprint, "spec": spec,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
     text = json.dumps(json_safe(metadata), indent=2, allow_nan=False) + "\n"
     os.makedirs(os.path.dirname(config.artifact_path), exist_ok=True)

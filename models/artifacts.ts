@@ -50,9 +50,9 @@ export async function listModels(modelsDir: string): Promise<ModelFile[]> {
 
 /**
  * Model files with their absolute path and exact mtime, newest first. Metadata is read only
- * for listing: a submission needs names and times, not every model's JSON.
+ * for listing: a submission reads only the metadata of the candidates it checks.
  */
-async function scanModels(modelsDir: string, withMetadata: boolean) {
+export async function scanModels(modelsDir: string, withMetadata: boolean) {
   const dir = resolve(modelsDir);
   const files: { file: ModelFile; full: string; mtimeMs: number }[] = [];
   try {
@@ -89,22 +89,6 @@ async function scanModels(modelsDir: string, withMetadata: boolean) {
   }
   // By the exact mtime: `modified` shows whole seconds, and two jobs often finish in one.
   return files.sort((a, b) => b.mtimeMs - a.mtimeMs || b.file.name.localeCompare(a.file.name));
-}
-
-/**
- * The newest model file of each of `types` (absolute path, or null), in one scan of the
- * directory; files in `exclude` (absolute paths) are skipped.
- */
-export async function newestModels(
-  modelsDir: string,
-  types: readonly string[],
-  exclude: ReadonlySet<string> = new Set(),
-): Promise<Map<string, string | null>> {
-  const files = await scanModels(modelsDir, false);
-  return new Map(types.map((type) => {
-    const found = files.find((m) => m.file.type === type && !exclude.has(m.full));
-    return [type, found ? found.full : null];
-  }));
 }
 
 async function readMetadata(modelPath: string): Promise<Record<string, unknown> | null> {

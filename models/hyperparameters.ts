@@ -4,7 +4,15 @@
  */
 import { z } from "zod";
 
-const positiveUnit = z.number().gt(0).lte(1);
+/** xgboost holds rates as float32 and refuses values that round to 0 there (1e-38 does). */
+const MIN_RATE = 1e-6;
+const positiveUnit = z.number().min(MIN_RATE).max(1);
+/**
+ * Weights and penalties: xgboost refuses values past float32 (about 3.4e38) and an MLP's loss
+ * overflows with huge alpha; 1e6 is far beyond any useful setting and safe for both.
+ */
+const MAX_PENALTY = 1e6;
+const penalty = z.number().min(0).max(MAX_PENALTY);
 
 const common = {
   random_state: z.number().int().min(0).max(4294967295).default(42),
@@ -21,9 +29,9 @@ export const XGBoostParams = z.strictObject({
   max_depth: z.number().int().min(1).max(20).default(6),
   subsample: positiveUnit.default(1),
   colsample_bytree: positiveUnit.default(1),
-  min_child_weight: z.number().min(0).default(1),
-  reg_lambda: z.number().min(0).default(1),
-  reg_alpha: z.number().min(0).default(0),
+  min_child_weight: penalty.default(1),
+  reg_lambda: penalty.default(1),
+  reg_alpha: penalty.default(0),
   n_jobs: nJobs,
 });
 
@@ -47,7 +55,7 @@ export const NeuralNetParams = z.strictObject({
   learning_rate: positiveUnit.default(0.001),
   epochs: z.number().int().min(1).max(10000).default(50),
   batch_size: z.number().int().min(1).max(100000).default(32),
-  alpha: z.number().min(0).default(0.0001),
+  alpha: penalty.default(0.0001),
   activation: z.enum(["relu", "tanh", "logistic", "identity"]).default("relu"),
 });
 

@@ -42,6 +42,12 @@ const NAME_RULE = "model type names are 1-64 lowercase letters, digits, . _ - " 
 const RESERVED = ["all", "jobs"];
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DATASET_ENV = ["DATASET_PATH", "DATASET_TARGET", "DATASET_TASK"];
+/**
+ * A bare `python3` would be looked up on PATH, which may find another interpreter than the
+ * one the runtime check reports (a pyenv shim without the packages): it means the training
+ * Python, so it runs the interpreter that `GET /health` names.
+ */
+const BARE_PYTHONS = ["python3", "python"];
 
 function builtin(name: string, script: string, params: ParamsSchema, mods: string[]): ModelType {
   return {
@@ -105,7 +111,9 @@ export async function loadRegistry(registryPath?: string): Promise<Registry> {
     }
     types.set(name, {
       name,
-      command: entry.command.map((part) => resolveRelative(part, base)),
+      command: entry.command.map((part, i) =>
+        i === 0 && BARE_PYTHONS.includes(part) ? PYTHON : resolveRelative(part, base)
+      ),
       params: AnyParams,
       env: entry.env,
       extension: entry.extension,

@@ -25,10 +25,10 @@ from _trainer_job import run  # noqa: E402
 
 HYPERPARAMETERS = {
     "hidden_layer_sizes": (integer_list(1, 10, 1, 4096), [64, 32]),
-    "learning_rate": (number(0, 1, lo_open=True), 0.001),
+    "learning_rate": (number(1e-6, 1), 0.001),
     "epochs": (integer(1, 10000), 50),
     "batch_size": (integer(1, 100000), 32),
-    "alpha": (number(0), 0.0001),
+    "alpha": (number(0, 1e6), 0.0001),
     "activation": (literal("relu", "tanh", "logistic", "identity"), "relu"),
 }
 

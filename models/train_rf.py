@@ -24,7 +24,7 @@ HYPERPARAMETERS = {
     "max_depth": (any_of(integer(1, 100), null), None),
     "min_samples_split": (integer(2, 1000), 2),
     "min_samples_leaf": (integer(1, 1000), 1),
-    "max_features": (any_of(literal("sqrt", "log2"), number(0, 1, lo_open=True), null), "sqrt"),
+    "max_features": (any_of(literal("sqrt", "log2"), number(1e-6, 1), null), "sqrt"),
     "trees_per_step": (integer(1, 1000), 10),
     "n_jobs": (integer(1, 64), 1),
 }

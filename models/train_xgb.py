@@ -18,13 +18,13 @@ from _trainer_job import run  # noqa: E402
 
 HYPERPARAMETERS = {
     "n_estimators": (integer(1, 5000), 100),
-    "learning_rate": (number(0, 1, lo_open=True), 0.1),
+    "learning_rate": (number(1e-6, 1), 0.1),
     "max_depth": (integer(1, 20), 6),
-    "subsample": (number(0, 1, lo_open=True), 1.0),
-    "colsample_bytree": (number(0, 1, lo_open=True), 1.0),
-    "min_child_weight": (number(0), 1.0),
-    "reg_lambda": (number(0), 1.0),
-    "reg_alpha": (number(0), 0.0),
+    "subsample": (number(1e-6, 1), 1.0),
+    "colsample_bytree": (number(1e-6, 1), 1.0),
+    "min_child_weight": (number(0, 1e6), 1.0),
+    "reg_lambda": (number(0, 1e6), 1.0),
+    "reg_alpha": (number(0, 1e6), 0.0),
     "n_jobs": (integer(1, 64), 1),
 }
 

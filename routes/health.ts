@@ -1,10 +1,16 @@
-/** `GET /health`: open without a token; 200 when the database answers, 503 otherwise. */
+/**
+ * `GET /health`: open without a token; 200 when the database answers, 503 otherwise. With
+ * API_TOKEN set, a caller without the token learns only `status`: paths, programs and the
+ * registry tell an attacker what runs where.
+ */
 import { Hono } from "hono";
 import { healthDoc } from "../contract/docs.ts";
 import type { Db } from "../db/client.ts";
 import { ping } from "../db/queries.ts";
 import type { EventStore } from "../db/event_store.ts";
 import type { RuntimeChecker } from "../models/runtime_checker.ts";
+import { isWaiting } from "../jobs/state.ts";
+import { hasToken } from "./middleware.ts";
 
 export interface HealthDeps {
   db: Db;
@@ -13,6 +19,7 @@ export interface HealthDeps {
   maxConcurrent: number;
   lifecycle: { shuttingDown: boolean };
   startedAt: Date;
+  apiToken?: string;
 }
 
 export function healthRoutes(deps: HealthDeps): Hono {
@@ -23,6 +30,11 @@ export function healthRoutes(deps: HealthDeps): Hono {
       await ping(deps.db);
     } catch (e) {
       database = `error: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    const ok = database === "ok" && !deps.lifecycle.shuttingDown;
+    const status = deps.lifecycle.shuttingDown ? "shutting_down" : ok ? "ok" : "error";
+    if (!hasToken(c.req.header("authorization"), deps.apiToken)) {
+      return c.json({ status }, ok ? 200 : 503);
     }
     const active = deps.store.activeJobs();
     const runtimes = deps.runtimes.snapshot();
@@ -37,12 +49,12 @@ export function healthRoutes(deps: HealthDeps): Hono {
         ];
       }),
     );
-    const ok = database === "ok" && !deps.lifecycle.shuttingDown;
     return c.json({
-      status: deps.lifecycle.shuttingDown ? "shutting_down" : ok ? "ok" : "error",
+      status,
       database,
-      queue_depth: active.filter((j) => j.status === "started" && !j.children && !j.process).length,
-      running: active.filter((j) => j.status === "running").length,
+      queue_depth: active.filter(isWaiting).length,
+      // A parent of "all" runs only through its children, which are counted themselves.
+      running: active.filter((j) => j.status === "running" && !j.children).length,
       max_concurrent_jobs: deps.maxConcurrent,
       model_types,
       uptime_seconds: Math.round((Date.now() - deps.startedAt.getTime()) / 1000),

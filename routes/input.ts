@@ -16,7 +16,11 @@ export function jobIdParam(c: Context): string {
 
 /** The JSON body, or undefined when there is none and `required` is false. */
 export async function readJson(c: Context, required: boolean): Promise<unknown> {
-  const text = await c.req.text();
+  const reading = c.req.text();
+  // Past the deadline the read is abandoned; it settles when the client stops sending.
+  reading.catch(() => {});
+  const deadline = c.get("bodyDeadline");
+  const text = deadline ? await Promise.race([reading, deadline]) : await reading;
   if (text.trim() === "") {
     if (required) throw new BadRequestError("request body is empty; send a JSON object");
     return undefined;

@@ -2,10 +2,27 @@
 import { z } from "zod";
 import { JobStatus } from "../jobs/events.ts";
 
+/**
+ * Names that JavaScript objects treat specially. Parsing into a record drops `__proto__`
+ * silently, so a request naming one is refused before that can happen.
+ */
+const RESERVED_KEYS = ["__proto__", "constructor", "prototype"];
+
+const Hyperparameters = z.unknown().superRefine((value, ctx) => {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return;
+  for (const key of RESERVED_KEYS.filter((k) => Object.hasOwn(value, k))) {
+    ctx.addIssue({
+      code: "custom",
+      path: [key],
+      message: `"${key}" cannot be a hyperparameter name (it is reserved in JavaScript objects)`,
+    });
+  }
+}).pipe(z.record(z.string(), z.unknown()).nullable());
+
 const options = {
   retrain: z.boolean().default(false),
   use_cv: z.boolean().default(true),
-  hyperparameters: z.record(z.string(), z.unknown()).nullable().default(null),
+  hyperparameters: Hyperparameters.default(null),
   timeout_seconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
 };
 

@@ -2,13 +2,13 @@
 import { Hono } from "hono";
 import { resolve } from "node:path";
 import type { z } from "zod";
-import { getJob, getJobs, jobEvents, listJobs, logTail } from "../db/queries.ts";
+import { getJob, getJobs, jobEvents, listJobs, logTail, waitingBefore } from "../db/queries.ts";
 import type { Db } from "../db/client.ts";
 import { trainDocs } from "../contract/docs.ts";
 import type { CancelResponse } from "../contract/responses.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
-import type { JobState } from "../jobs/state.ts";
+import { isWaiting, type JobState } from "../jobs/state.ts";
 import { listModels } from "../models/artifacts.ts";
 import { check, jobIdParam, readJson } from "./input.ts";
 import {
@@ -53,16 +53,24 @@ export function trainRoutes(deps: TrainDeps): Hono {
 
   app.get("/status/:job_id", trainDocs.status, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
-    const [logs, children] = await Promise.all([
+    const [logs, children, ahead] = await Promise.all([
       logTail(deps.db, job.job_id, { lines: deps.logTailLines, bytes: deps.logTailBytes }),
       getJobs(deps.db, job.children ?? []),
+      isWaiting(job) ? waitingBefore(deps.db, job.submitted_seq) : null,
     ]);
     return c.json({
       status: "success",
       message: "Job status retrieved successfully",
-      data: statusView(job, logs, children),
+      data: statusView(job, logs, children, ahead),
     });
   });
+
+  // Without an id these paths would fall to `POST /train/{model_type}` and answer "use POST".
+  for (const what of ["status", "logs"]) {
+    app.get(`/${what}`, trainDocs.missingId, () => {
+      throw new NotFoundError(`missing job id: use GET /train/${what}/{job_id}`);
+    });
+  }
 
   app.get("/jobs", trainDocs.list, async (c) => {
     const q = check(ListQuery, c.req.query(), "query");

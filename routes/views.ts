@@ -3,11 +3,15 @@ import type { z } from "zod";
 import type { ListItem, StatusView } from "../contract/responses.ts";
 import type { JobState } from "../jobs/state.ts";
 
-/** A job as `GET /train/status/{job_id}` shows it. */
+/**
+ * A job as `GET /train/status/{job_id}` shows it. `ahead` is the number of waiting jobs
+ * submitted before a waiting job (null for any other job).
+ */
 export function statusView(
   job: JobState,
   logs: { lines: string[]; truncated: boolean },
   children: JobState[],
+  ahead: number | null = null,
 ): z.infer<typeof StatusView> {
   return {
     job_id: job.job_id,
@@ -18,7 +22,10 @@ export function statusView(
     model_path: job.model_path,
     error: job.error,
     logs: logs.lines.join("\n"),
-    message: job.message,
+    message: ahead === null
+      ? job.message
+      : `waiting for a free slot: ${ahead === 1 ? "1 job" : `${ahead} jobs`} ahead`,
+    queue_position: ahead === null ? null : ahead + 1,
     failure_reason: job.failure_reason,
     exit_code: job.exit_code,
     created_at: job.created_at,

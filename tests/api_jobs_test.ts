@@ -1,16 +1,13 @@
 /** Request semantics through `app.request()`: reuse, "all", hyperparameters, idempotency. */
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
+import { metadataPathFor } from "../models/artifacts.ts";
 import { LocalPort } from "../jobs/worker_port.ts";
-import { buildApp, type TestApp } from "./helpers/app.ts";
+import { buildApp, type TestApp, writeTrainedModel } from "./helpers/app.ts";
 import { startedData } from "./helpers/jobs.ts";
 
 async function writeModel(t: TestApp, name: string, mtime: Date): Promise<string> {
-  await Deno.mkdir(t.modelsDir, { recursive: true });
-  const path = join(t.modelsDir, name);
-  await Deno.writeTextFile(path, "model");
-  await Deno.utime(path, mtime, mtime);
-  return path;
+  return (await writeTrainedModel(t.modelsDir, name, { model_type: "xgboost", mtime })).path;
 }
 
 async function status(t: TestApp, id: string) {
@@ -42,19 +39,22 @@ Deno.test("retrain", async (t) => {
       assert.equal(res.status, 200);
       assert.equal(res.body.data.status, "completed");
       assert.equal(res.body.data.model_path, newest);
-      assert.match(res.body.message, /already exists.*retrain/);
+      assert.match(
+        res.body.message,
+        /^reused xgboost_model_\S+_00000000\.joblib: trained with the same spec [0-9a-f]{8}.*retrain/,
+      );
       const job = await status(app, res.body.data.job_id);
       assert.equal(job.status, "completed");
       assert.equal(job.model_path, newest);
       assert.match(job.completed_at, /Z$/);
-      assert.match(job.message, /not retrained/);
+      assert.match(job.message, /same spec.*not retrained/);
     },
   );
   await t.step("retrain defaults to false, on POST /train too", async () => {
     const res = await app.request("POST", "/train", { json: { model_type: "xgboost" } });
     assert.equal(res.body.status, "completed");
     assert.equal(res.body.model_path, newest);
-    assert.match(res.body.message, /already exists/);
+    assert.match(res.body.message, /^reused .*same spec/);
   });
   await t.step("retrain:true starts a new training job", async () => {
     const res = await app.request("POST", "/train/xgboost", { json: { retrain: true } });
@@ -65,6 +65,47 @@ Deno.test("retrain", async (t) => {
   await t.step("retrain:false without a model of that type trains", async () => {
     const res = await app.request("POST", "/train/neural-net", { json: { retrain: false } });
     assert.equal(res.body.data.status, "started");
+  });
+});
+
+Deno.test("retrain:false reuses only a model trained with the same spec", async (t) => {
+  await using app = await buildApp();
+  const name = (n: number) => `xgboost_model_2025-06-01_10000${n}_0000000${n}.joblib`;
+  const when = (n: number) => new Date(Date.parse("2025-06-01T10:00:00Z") + n * 1000);
+  const reuse = (json: unknown) => app.request("POST", "/train/xgboost", { json });
+
+  await t.step("a model recorded with another dataset sha256 is not reused", async () => {
+    await writeTrainedModel(app.modelsDir, name(1), {
+      model_type: "xgboost",
+      dataset: { path: "/data/other.csv", sha256: "ab".repeat(32), target: null, task: "auto" },
+      mtime: when(1),
+    });
+    const res = await reuse({ retrain: false });
+    assert.equal(res.body.data.status, "started");
+  });
+  await t.step("nor one with other hyperparameters or another use_cv", async () => {
+    const hp = { model_type: "xgboost", hyperparameters: { max_depth: 3 } };
+    await writeTrainedModel(app.modelsDir, name(2), { ...hp, mtime: when(2) });
+    await writeTrainedModel(app.modelsDir, name(3), { ...hp, use_cv: false, mtime: when(3) });
+    assert.equal((await reuse({ retrain: false })).body.data.status, "started");
+    assert.equal(
+      (await reuse({ retrain: false, use_cv: false })).body.data.status,
+      "started",
+      "the newest model has max_depth 3",
+    );
+  });
+  await t.step("nor a model without metadata, or with metadata that is not JSON", async () => {
+    await Deno.writeTextFile(join(app.modelsDir, name(4)), "model");
+    const broken = join(app.modelsDir, name(5));
+    await Deno.writeTextFile(broken, "model");
+    await Deno.writeTextFile(metadataPathFor(broken), "{not json");
+    assert.equal((await reuse({ retrain: false })).body.data.status, "started");
+  });
+  await t.step("the newest model with the same spec is, however old", async () => {
+    const res = await reuse({ retrain: false, hyperparameters: { max_depth: 3 } });
+    assert.equal(res.body.data.status, "completed");
+    assert.equal(res.body.data.model_path, join(app.modelsDir, name(2)));
+    assert.match(res.body.message, new RegExp(`^reused ${name(2)}: trained with the same spec`));
   });
 });
 

@@ -29,12 +29,12 @@ Deno.test("submit", async (t) => {
     const { events, state } = when(undefined, {
       type: "submit",
       data: submittedData({ retrain: false }),
-      reuse: "/models/old.joblib",
+      reuse: { path: "/models/old.joblib", fingerprint: "0123456789abcdef" },
     });
     assert.deepEqual(events.map((e) => e.type), ["submitted", "completed"]);
     assert.equal(state.status, "completed");
     assert.equal(state.model_path, "/models/old.joblib");
-    assert.match(state.message, /already exists; not retrained/);
+    assert.match(state.message, /^reused old\.joblib: trained with the same spec 01234567; not/);
     assert.ok(state.completed_at);
   });
   await t.step("an existing job cannot be submitted again", () => {
@@ -64,7 +64,11 @@ Deno.test("start", async (t) => {
   await t.step("finished jobs cannot start", () => {
     const failed = given([submit(), { type: "fail", reason: "spawn_failed", error: "x" }]);
     assert.throws(() => decide(start(), failed, JOB), /is failed, it cannot start/);
-    const reused = given([{ type: "submit", data: submittedData(), reuse: "/m.joblib" }]);
+    const reused = given([{
+      type: "submit",
+      data: submittedData(),
+      reuse: { path: "/m.joblib", fingerprint: "f" },
+    }]);
     assert.throws(() => decide(start(), reused, JOB), ConflictError);
   });
   await t.step("a parent job has no process of its own", () => {

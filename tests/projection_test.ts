@@ -14,7 +14,7 @@ import type { Command, OutputEvent } from "../jobs/decide.ts";
 import { cancelJob, type JobDeps, submitJob } from "../jobs/service.ts";
 import type { JobState } from "../jobs/state.ts";
 import { loadRegistry } from "../models/registry.ts";
-import { openTestStore, steppingClock } from "./helpers/app.ts";
+import { openTestStore, steppingClock, writeTrainedModel } from "./helpers/app.ts";
 import { exitReport, startedData } from "./helpers/jobs.ts";
 
 /** mulberry32: a small seeded PRNG, so a failure can be replayed. */
@@ -176,10 +176,10 @@ for (const seed of [1, 2, 3]) {
     await using s = await openTestStore(steppingClock());
     const modelsDir = join(s.dir, "models");
     await Deno.mkdir(modelsDir);
-    await Deno.writeTextFile(
-      join(modelsDir, "xgboost_model_2025-01-01_000000_00000000.joblib"),
-      "m",
-    );
+    await writeTrainedModel(modelsDir, "xgboost_model_2025-01-01_000000_00000000.joblib", {
+      model_type: "xgboost",
+      dataset: { builtin: "breast_cancer", task: "auto" },
+    });
     let ids = 0;
     const deps: JobDeps = {
       store: s.store,
@@ -188,6 +188,7 @@ for (const seed of [1, 2, 3]) {
       newId: () => `00000000-0000-4000-8000-${String(++ids).padStart(12, "0")}`,
       modelsDir,
       defaultTimeoutSeconds: 60,
+      dataset: {},
     };
     await randomHistory(deps, seed, 300);
     await s.store.flush();

@@ -68,6 +68,7 @@ Deno.test("output that cannot be stored fails the job, stops its group and frees
     newId: randomId,
     modelsDir,
     defaultTimeoutSeconds: 120,
+    dataset: {},
   };
   const submit = async (type: string) =>
     (await submitJob(deps, {

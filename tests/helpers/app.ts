@@ -15,6 +15,15 @@ import { LocalPort } from "../../jobs/worker_port.ts";
 import { loadRegistry, type Registry } from "../../models/registry.ts";
 import { RuntimeChecker } from "../../models/runtime_checker.ts";
 import { checkerFor } from "./openapi.ts";
+import {
+  type DatasetIdentity,
+  datasetIdentity,
+  datasetSource,
+  specFingerprint,
+  trainingSpec,
+} from "../../models/spec.ts";
+import { BUILTIN_TYPES } from "../../models/registry.ts";
+import { metadataPathFor } from "../../models/artifacts.ts";
 
 /** A temp dir removed on dispose. */
 export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
@@ -143,6 +152,8 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     newId: randomId,
     modelsDir,
     defaultTimeoutSeconds: opts.defaultTimeoutSeconds ?? 60,
+    // What the in-process supervisor passes to its scripts.
+    dataset: datasetSource(Deno.env.toObject()),
   };
   const lifecycle = { shuttingDown: false };
   const app = createApp({
@@ -214,6 +225,8 @@ export async function send(
 export async function pollUntil<T>(
   probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
   what: string,
+  // Generous: the first job of an app waits for the runtime check, which imports sklearn and
+  // xgboost; on two loaded cores that alone has taken 15 s.
   timeoutMs = 60_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -243,6 +256,39 @@ export async function waitForJob(
 }
 
 /** Shell scripts for registry entries; each follows the training script protocol. */
+export interface TrainedModel {
+  model_type: string;
+  /** As a request gives them; a built-in type's defaults are applied. */
+  hyperparameters?: Record<string, unknown>;
+  use_cv?: boolean;
+  /** The data it was trained on; by default the dataset a test app trains on. */
+  dataset?: DatasetIdentity;
+  mtime?: Date;
+}
+
+/**
+ * Writes a model file as a finished job leaves it: the file and `.meta.json` recording the
+ * spec fingerprint that a submission of the same training asks for.
+ */
+export async function writeTrainedModel(dir: string, name: string, m: TrainedModel) {
+  await Deno.mkdir(dir, { recursive: true });
+  const path = join(dir, name);
+  const type = BUILTIN_TYPES.find((t) => t.name === m.model_type);
+  const hyperparameters = type
+    ? type.params.parse(m.hyperparameters ?? {})
+    : (m.hyperparameters ?? {});
+  const dataset = m.dataset ?? await datasetIdentity(datasetSource(Deno.env.toObject()));
+  const spec = trainingSpec(
+    { model_type: m.model_type, hyperparameters, use_cv: m.use_cv ?? true },
+    dataset,
+  );
+  const metadata = { model_type: m.model_type, spec_fingerprint: specFingerprint(spec), spec };
+  await Deno.writeTextFile(metadataPathFor(path), JSON.stringify(metadata));
+  await Deno.writeTextFile(path, "model");
+  if (m.mtime) await Deno.utime(path, m.mtime, m.mtime);
+  return { path, fingerprint: specFingerprint(spec) };
+}
+
 export const SCRIPTS = {
   /** Writes the artifact, reports progress and a metric, exits 0. */
   "ok.sh": `echo "training $TRAIN_MODEL_TYPE"
