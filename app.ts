@@ -136,7 +136,14 @@ export function createApp(deps: AppDeps): Hono {
   return app;
 }
 
+/** Job paths whose id is missing; `GET /train/status` would otherwise read as "use POST". */
+const NEEDS_ID = new Set(["/train/status", "/train/logs", "/train/status/", "/train/logs/"]);
+
 function methodNotAllowed(c: Context, methods: string[]) {
+  if (c.req.method === "GET" && NEEDS_ID.has(c.req.path)) {
+    const what = c.req.path.split("/")[2];
+    return errorBody(c, 404, `missing job id: use GET /train/${what}/{job_id}`);
+  }
   c.header("Allow", methods.join(", "));
   const message = `method ${c.req.method} is not allowed on ${c.req.path}; use ${
     methods.join(", ")

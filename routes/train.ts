@@ -65,13 +65,6 @@ export function trainRoutes(deps: TrainDeps): Hono {
     });
   });
 
-  // Without an id these paths would fall to `POST /train/{model_type}` and answer "use POST".
-  for (const what of ["status", "logs"]) {
-    app.get(`/${what}`, trainDocs.missingId, () => {
-      throw new NotFoundError(`missing job id: use GET /train/${what}/{job_id}`);
-    });
-  }
-
   app.get("/jobs", trainDocs.list, async (c) => {
     const q = check(ListQuery, c.req.query(), "query");
     const { jobs, total, filtered } = await listJobs(deps.db, q);
