@@ -10,6 +10,7 @@ import type { JobDeps } from "./jobs/service.ts";
 import type { RuntimeChecker } from "./models/runtime_checker.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { bearerAuth, limitBody, shutdownGate } from "./routes/middleware.ts";
+import { streamRoutes } from "./routes/stream.ts";
 import { trainRoutes } from "./routes/train.ts";
 
 export interface AppDeps {
@@ -24,6 +25,10 @@ export interface AppDeps {
   logTailLines: number;
   lifecycle: { shuttingDown: boolean };
   startedAt?: Date;
+  /** Cap on open SSE streams (MAX_STREAMS); past it, 503. */
+  maxStreams?: number;
+  /** Seconds between keep-alive comments on an idle SSE stream (SSE_KEEPALIVE_SECONDS). */
+  sseKeepAliveSeconds?: number;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -36,6 +41,8 @@ const ROUTES: [string, string[]][] = [
   ["/train/status/:job_id", ["GET"]],
   ["/train/logs/:job_id", ["GET"]],
   ["/train/job/:job_id/events", ["GET"]],
+  ["/train/job/:job_id/stream", ["GET"]],
+  ["/train/stream", ["GET"]],
   ["/train/job/cancel/:job_id", ["DELETE"]],
   ["/train/job/:job_id", ["DELETE"]],
   ["/train/:model_type", ["POST"]],
@@ -73,6 +80,17 @@ export function createApp(deps: AppDeps): Hono {
   app.route(
     "/train",
     trainRoutes({ db: deps.database.db, jobs: deps.jobs, logTailLines: deps.logTailLines }),
+  );
+  app.route(
+    "/train",
+    streamRoutes({
+      db: deps.database.db,
+      store: deps.store,
+      logTailLines: deps.logTailLines,
+      maxStreams: deps.maxStreams ?? 256,
+      keepAliveMs: (deps.sseKeepAliveSeconds ?? 15) * 1000,
+      lifecycle: deps.lifecycle,
+    }),
   );
   for (const [path, methods] of ROUTES) app.all(path, (c) => methodNotAllowed(c, methods));
   app.notFound((c) => errorBody(c, 404, `no route ${c.req.method} ${c.req.path}`));

@@ -92,6 +92,8 @@ const app = createApp({
   logTailLines: config.LOG_TAIL_LINES,
   lifecycle,
   startedAt,
+  maxStreams: config.MAX_STREAMS,
+  sseKeepAliveSeconds: config.SSE_KEEPALIVE_SECONDS,
 });
 
 const server = (() => {

@@ -14,7 +14,8 @@ export const START_MS = 60_000;
 /** Variables the server reads; cleared from the inherited environment so tests stay hermetic. */
 const SERVER_VARS = ("PORT HOST DATABASE_URL DATABASE_AUTH_TOKEN MODELS_DIR MODEL_REGISTRY " +
   "MAX_CONCURRENT_JOBS CANCEL_GRACE_SECONDS JOB_TIMEOUT_SECONDS API_TOKEN ALLOW_INSECURE " +
-  "TRAIN_PYTHON LOG_TAIL_LINES CORS_ORIGINS DATASET_PATH DATASET_TARGET DATASET_TASK").split(" ");
+  "TRAIN_PYTHON LOG_TAIL_LINES CORS_ORIGINS DATASET_PATH DATASET_TARGET DATASET_TASK " +
+  "MAX_STREAMS SSE_KEEPALIVE_SECONDS TRAINER_URL TRAINER_TOKEN").split(" ");
 
 /** A parsed JSON body: tests read fields freely and assert on them. */
 // deno-lint-ignore no-explicit-any

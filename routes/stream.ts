@@ -1,0 +1,225 @@
+/**
+ * Server-Sent Events: `GET /train/job/{job_id}/stream` and `GET /train/stream`.
+ *
+ * Every message's `id` is the event's global sequence number, so `Last-Event-ID` (or
+ * `?after=`) resumes with nothing missed or repeated, across restarts too: the cursor is
+ * the log's own order. Each connection reads the log in pages after its cursor and waits
+ * for the socket to drain before the next write, so a client that stops reading holds a
+ * cursor and a socket buffer, never a queue in memory.
+ */
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { type SSEStreamingApi, streamSSE } from "hono/streaming";
+import { z } from "zod";
+import type { Db } from "../db/client.ts";
+import type { EventStore } from "../db/event_store.ts";
+import { getJob, getJobs, logTail } from "../db/queries.ts";
+import { eventsAfter } from "../db/stream_queries.ts";
+import { BadRequestError, NotFoundError, UnavailableError, ValidationError } from "../errors.ts";
+import { JobEvent, type StoredEvent } from "../jobs/events.ts";
+import { isTerminal, type JobState } from "../jobs/state.ts";
+import { check, jobIdParam } from "./input.ts";
+import { StreamHub } from "./stream_hub.ts";
+import { statusView } from "./views.ts";
+
+export interface StreamDeps {
+  db: Db;
+  store: EventStore;
+  logTailLines: number;
+  maxStreams: number;
+  keepAliveMs: number;
+  lifecycle: { shuttingDown: boolean };
+  /** How often idle streams look for commits made by other processes, ms. */
+  pollMs?: number;
+}
+
+const EVENT_TYPES = JobEvent.options.map((o) => o.shape.type.value);
+/** The events that change what a job list shows: it was submitted, it started, it ended. */
+export const LIFECYCLE_TYPES = ["submitted", "started", "completed", "failed", "cancelled"];
+const PAGE = 200;
+const RETRY_AFTER_SECONDS = 5;
+
+const Cursor = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const JobStreamQuery = z.strictObject({
+  after: Cursor.optional(),
+  types: z.string().max(500).optional(),
+});
+const AllStreamQuery = z.strictObject({ after: Cursor.optional() });
+
+/** Builds the stream routes (mounted under `/train`). */
+export function streamRoutes(deps: StreamDeps): Hono {
+  const hub = new StreamHub(deps.db, deps.store, {
+    maxStreams: deps.maxStreams,
+    pollMs: deps.pollMs ?? 1000,
+    lifecycle: deps.lifecycle,
+  });
+  const app = new Hono();
+
+  app.get("/job/:job_id/stream", async (c) => {
+    const id = jobIdParam(c);
+    const q = check(JobStreamQuery, c.req.query(), "query");
+    const types = q.types === undefined ? undefined : eventTypes(q.types);
+    let cursor = resume(c, q.after);
+    const job = await getJob(deps.db, id);
+    if (!job) throw new NotFoundError(`no job with id ${id}`);
+    // A parent (`all`) has no process of its own: its stream carries its children's events.
+    const jobIds = [id, ...job.children ?? []];
+    const mine = new Set(jobIds);
+    return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
+      const read = () => eventsAfter(deps.db, { after: cursor, limit: PAGE, jobIds, types });
+      for (;;) {
+        const page = await read();
+        cursor = await send(stream, page, cursor);
+        if (stream.aborted) return;
+        if (page.length === PAGE) continue;
+        // Read the state first, then the log: every event committed with (or before) the
+        // terminal state is then in the pages read below, before `end`.
+        const now = await getJob(deps.db, id);
+        if (now && isTerminal(now.status)) {
+          for (let rest = await read(); rest.length; rest = await read()) {
+            cursor = await send(stream, rest, cursor);
+            if (stream.aborted) return;
+          }
+          await stream.writeSSE({ event: "end", data: JSON.stringify(await statusData(now)) });
+          return;
+        }
+        if (!await caughtUp((events) => events.some((e) => mine.has(e.job_id)))) return;
+      }
+    });
+  });
+
+  app.get("/stream", (c) => {
+    const q = check(AllStreamQuery, c.req.query(), "query");
+    let cursor = resume(c, q.after);
+    const wanted = new Set(LIFECYCLE_TYPES);
+    return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
+      for (;;) {
+        const page = await eventsAfter(deps.db, {
+          after: cursor,
+          limit: PAGE,
+          types: LIFECYCLE_TYPES,
+        });
+        cursor = await send(stream, page, cursor);
+        if (stream.aborted) return;
+        if (page.length === PAGE) continue;
+        if (!await caughtUp((events) => events.some((e) => wanted.has(e.event.type)))) return;
+      }
+    });
+  });
+
+  async function statusData(job: JobState) {
+    const [logs, children] = await Promise.all([
+      logTail(deps.db, job.job_id, deps.logTailLines),
+      getJobs(deps.db, job.children ?? []),
+    ]);
+    return statusView(job, logs, children);
+  }
+
+  return app;
+}
+
+/** Waits for more events; false once the stream should end (client gone, shutting down). */
+type CaughtUp = (wants: (events: StoredEvent[]) => boolean) => Promise<boolean>;
+
+/** Opens an SSE response under the cap, with keep-alives, and runs `body` until it returns. */
+function open(
+  c: Context,
+  hub: StreamHub,
+  keepAliveMs: number,
+  body: (stream: SSEStreamingApi, caughtUp: CaughtUp) => Promise<void>,
+): Response {
+  const gone = new AbortController();
+  const release = hub.tryOpen(() => gone.abort());
+  if (!release) {
+    c.header("Retry-After", String(RETRY_AFTER_SECONDS));
+    throw new UnavailableError(
+      `too many open event streams (MAX_STREAMS=${hub.opts.maxStreams}); ` +
+        `retry in ${RETRY_AFTER_SECONDS} s`,
+    );
+  }
+  c.req.raw.signal.addEventListener("abort", () => gone.abort(), { once: true });
+  return streamSSE(c, async (stream) => {
+    // First: a client that leaves while the first page is read must still release its slot.
+    stream.onAbort(() => gone.abort());
+    gone.signal.addEventListener("abort", () => stream.abort(), { once: true });
+    // Every write (events, keep-alives) restarts the keep-alive clock; writeSSE goes
+    // through write, so wrapping it sees them all.
+    let lastWrite = Date.now();
+    const write = stream.write.bind(stream);
+    stream.write = (input) => {
+      lastWrite = Date.now();
+      return write(input);
+    };
+    const caughtUp: CaughtUp = async (wants) => {
+      for (;;) {
+        if (stream.aborted) return false;
+        const idle = Date.now() - lastWrite;
+        if (idle >= keepAliveMs) {
+          await stream.write(": keep-alive\n\n");
+          continue;
+        }
+        const before = Date.now();
+        await hub.wait(wants, keepAliveMs - idle, gone.signal);
+        // Woken before the keep-alive was due: there may be events to read.
+        if (Date.now() - before < keepAliveMs - idle) return !stream.aborted;
+      }
+    };
+    try {
+      await body(stream, caughtUp);
+    } finally {
+      release();
+    }
+  }, (error) => {
+    console.error(`[trainer] ${c.req.path} stream failed:`, error);
+    return Promise.resolve();
+  });
+}
+
+/** Writes `page` as SSE messages; returns the new cursor. */
+async function send(stream: SSEStreamingApi, page: StoredEvent[], cursor: number) {
+  for (const e of page) {
+    if (stream.aborted) return cursor;
+    await stream.writeSSE({
+      id: String(e.seq),
+      event: e.event.type,
+      data: JSON.stringify({
+        seq: e.seq,
+        job_id: e.job_id,
+        version: e.version,
+        at: e.at,
+        type: e.event.type,
+        data: e.event.data,
+      }),
+    });
+    cursor = e.seq;
+  }
+  return cursor;
+}
+
+/** The cursor: `Last-Event-ID` (sent by a reconnecting EventSource) wins over `?after=`. */
+function resume(c: Context, after: number | undefined): number {
+  const header = c.req.header("last-event-id");
+  if (header === undefined || header.trim() === "") return after ?? 0;
+  const parsed = Cursor.safeParse(header.trim());
+  if (!/^\d+$/.test(header.trim()) || !parsed.success) {
+    throw new BadRequestError(
+      `Last-Event-ID must be the id (a sequence number) of the last event received, ` +
+        `not "${header.slice(0, 50)}"`,
+    );
+  }
+  return parsed.data;
+}
+
+function eventTypes(list: string): string[] {
+  const types = [...new Set(list.split(",").map((t) => t.trim()).filter(Boolean))];
+  const unknown = types.filter((t) => !EVENT_TYPES.includes(t as never));
+  if (types.length === 0 || unknown.length) {
+    throw new ValidationError(
+      `invalid query: types must be a comma-separated list of event types (${
+        EVENT_TYPES.join(", ")
+      })` +
+        (unknown.length ? `; unknown: ${unknown.join(", ").slice(0, 200)}` : ""),
+    );
+  }
+  return types;
+}
