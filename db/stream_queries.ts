@@ -1,5 +1,5 @@
 /** Read queries behind the SSE streams: pages of the log after a cursor, and the log's end. */
-import { and, asc, gt, inArray, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import { JobEvent, type StoredEvent } from "../jobs/events.ts";
 import type { Db } from "./client.ts";
 import { events } from "./schema.ts";
@@ -8,6 +8,11 @@ export interface StreamPage {
   /** Only events after this sequence number. */
   after: number;
   limit: number;
+  /**
+   * Stop once the page's data passes this many bytes (it holds one event at least): what
+   * a stream whose client stopped reading keeps in memory is one page.
+   */
+  maxBytes: number;
   /** Only events of these jobs (all jobs when absent). */
   jobIds?: string[];
   /** Only events of these types (all types when absent). */
@@ -16,11 +21,15 @@ export interface StreamPage {
 
 /** Events after a cursor, oldest first: one page of a stream. */
 export async function eventsAfter(db: Db, page: StreamPage): Promise<StoredEvent[]> {
-  const rows = await db.select().from(events).where(and(
-    gt(events.seq, page.after),
-    page.jobIds ? inArray(events.job_id, page.jobIds) : undefined,
-    page.types?.length ? inArray(events.type, [...page.types]) : undefined,
-  )).orderBy(asc(events.seq)).limit(page.limit);
+  const where = [sql`seq > ${page.after}`];
+  if (page.jobIds) where.push(sql`job_id in ${page.jobIds}`);
+  if (page.types?.length) where.push(sql`type in ${[...page.types]}`);
+  const rows = await db.all<Row>(sql`
+    select seq, job_id, version, type, data, at from (
+      select seq, job_id, version, type, data, at,
+        sum(length(data)) over (order by seq rows unbounded preceding) - length(data) as before
+      from ${events} where ${sql.join(where, sql` and `)} order by seq limit ${page.limit}
+    ) where before < ${page.maxBytes} order by seq`);
   return rows.map((r) => ({
     seq: r.seq,
     job_id: r.job_id,
@@ -28,6 +37,15 @@ export async function eventsAfter(db: Db, page: StreamPage): Promise<StoredEvent
     at: r.at,
     event: JobEvent.parse({ type: r.type, data: JSON.parse(r.data) }),
   }));
+}
+
+interface Row {
+  seq: number;
+  job_id: string;
+  version: number;
+  type: string;
+  data: string;
+  at: string;
 }
 
 /** The highest sequence number in the log (0 when empty); other instances' commits show here. */

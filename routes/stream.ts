@@ -36,7 +36,9 @@ export interface StreamDeps {
 const EVENT_TYPES = JobEvent.options.map((o) => o.shape.type.value);
 /** The events that change what a job list shows: it was submitted, it started, it ended. */
 export const LIFECYCLE_TYPES = ["submitted", "started", "completed", "failed", "cancelled"];
-const PAGE = 200;
+const PAGE = 100;
+/** Per stream: 1,000 clients that stopped reading hold at most ~1,000 pages of this. */
+const PAGE_BYTES = 32 * 1024;
 const RETRY_AFTER_SECONDS = 5;
 
 const Cursor = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -66,12 +68,18 @@ export function streamRoutes(deps: StreamDeps): Hono {
     const jobIds = [id, ...job.children ?? []];
     const mine = new Set(jobIds);
     return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
-      const read = () => eventsAfter(deps.db, { after: cursor, limit: PAGE, jobIds, types });
+      const read = () => eventsAfter(deps.db, {
+        after: cursor,
+        limit: PAGE,
+        maxBytes: PAGE_BYTES,
+        jobIds,
+        types,
+      });
       for (;;) {
         const page = await read();
         cursor = await send(stream, page, cursor);
         if (stream.aborted) return;
-        if (page.length === PAGE) continue;
+        if (page.length > 0) continue;
         // Read the state first, then the log: every event committed with (or before) the
         // terminal state is then in the pages read below, before `end`.
         const now = await getJob(deps.db, id);
@@ -97,11 +105,12 @@ export function streamRoutes(deps: StreamDeps): Hono {
         const page = await eventsAfter(deps.db, {
           after: cursor,
           limit: PAGE,
+          maxBytes: PAGE_BYTES,
           types: LIFECYCLE_TYPES,
         });
         cursor = await send(stream, page, cursor);
         if (stream.aborted) return;
-        if (page.length === PAGE) continue;
+        if (page.length > 0) continue;
         if (!await caughtUp((events) => events.some((e) => wanted.has(e.event.type)))) return;
       }
     });
