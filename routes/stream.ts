@@ -14,7 +14,7 @@ import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import type { EventStore } from "../db/event_store.ts";
 import { getJob, getJobs, logTail } from "../db/queries.ts";
-import { eventsAfter } from "../db/stream_queries.ts";
+import { dataSlice, eventsAfter, type StreamRow } from "../db/stream_queries.ts";
 import { BadRequestError, NotFoundError, UnavailableError, ValidationError } from "../errors.ts";
 import { JobEvent, type StoredEvent } from "../jobs/events.ts";
 import { isTerminal, type JobState } from "../jobs/state.ts";
@@ -37,9 +37,11 @@ const EVENT_TYPES = JobEvent.options.map((o) => o.shape.type.value);
 /** The events that change what a job list shows: it was submitted, it started, it ended. */
 export const LIFECYCLE_TYPES = ["submitted", "started", "completed", "failed", "cancelled"];
 const PAGE = 100;
-/** Per stream: 1,000 clients that stopped reading hold at most ~1,000 pages of this. */
-const PAGE_BYTES = 32 * 1024;
+/** What a stream whose client stopped reading holds: one page of data, about this much. */
+const PAGE_CHARS = 32 * 1024;
+const SLICE_CHARS = 16 * 1024;
 const RETRY_AFTER_SECONDS = 5;
+const END_CACHE = 64;
 
 const Cursor = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const JobStreamQuery = z.strictObject({
@@ -68,16 +70,17 @@ export function streamRoutes(deps: StreamDeps): Hono {
     const jobIds = [id, ...job.children ?? []];
     const mine = new Set(jobIds);
     return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
-      const read = () => eventsAfter(deps.db, {
-        after: cursor,
-        limit: PAGE,
-        maxBytes: PAGE_BYTES,
-        jobIds,
-        types,
-      });
+      const read = () =>
+        eventsAfter(deps.db, {
+          after: cursor,
+          limit: PAGE,
+          maxChars: PAGE_CHARS,
+          jobIds,
+          types,
+        });
       for (;;) {
         const page = await read();
-        cursor = await send(stream, page, cursor);
+        cursor = await send(deps.db, stream, page, cursor);
         if (stream.aborted) return;
         if (page.length > 0) continue;
         // Read the state first, then the log: every event committed with (or before) the
@@ -85,10 +88,10 @@ export function streamRoutes(deps: StreamDeps): Hono {
         const now = await getJob(deps.db, id);
         if (now && isTerminal(now.status)) {
           for (let rest = await read(); rest.length; rest = await read()) {
-            cursor = await send(stream, rest, cursor);
+            cursor = await send(deps.db, stream, rest, cursor);
             if (stream.aborted) return;
           }
-          await stream.writeSSE({ event: "end", data: JSON.stringify(await statusData(now)) });
+          await stream.writeSSE({ event: "end", data: await endData(now) });
           return;
         }
         if (!await caughtUp((events) => events.some((e) => mine.has(e.job_id)))) return;
@@ -105,10 +108,10 @@ export function streamRoutes(deps: StreamDeps): Hono {
         const page = await eventsAfter(deps.db, {
           after: cursor,
           limit: PAGE,
-          maxBytes: PAGE_BYTES,
+          maxChars: PAGE_CHARS,
           types: LIFECYCLE_TYPES,
         });
-        cursor = await send(stream, page, cursor);
+        cursor = await send(deps.db, stream, page, cursor);
         if (stream.aborted) return;
         if (page.length > 0) continue;
         if (!await caughtUp((events) => events.some((e) => wanted.has(e.event.type)))) return;
@@ -116,12 +119,22 @@ export function streamRoutes(deps: StreamDeps): Hono {
     });
   });
 
-  async function statusData(job: JobState) {
-    const [logs, children] = await Promise.all([
-      logTail(deps.db, job.job_id, deps.logTailLines),
-      getJobs(deps.db, job.children ?? []),
-    ]);
-    return statusView(job, logs, children);
+  // When a job ends, every stream following it sends the same `end` at once: compute the
+  // status (its log tail means parsing log events) once per job version, not per stream.
+  const ends = new Map<string, Promise<string>>();
+  function endData(job: JobState): Promise<string> {
+    const key = `${job.job_id}:${job.version}`;
+    let data = ends.get(key);
+    if (!data) {
+      data = Promise.all([
+        logTail(deps.db, job.job_id, deps.logTailLines),
+        getJobs(deps.db, job.children ?? []),
+      ]).then(([logs, children]) => JSON.stringify(statusView(job, logs, children)));
+      data.catch(() => ends.delete(key));
+      ends.set(key, data);
+      if (ends.size > END_CACHE) ends.delete(ends.keys().next().value!);
+    }
+    return data;
   }
 
   return app;
@@ -184,22 +197,27 @@ function open(
   });
 }
 
-/** Writes `page` as SSE messages; returns the new cursor. */
-async function send(stream: SSEStreamingApi, page: StoredEvent[], cursor: number) {
+/**
+ * Writes `page` as SSE messages; returns the new cursor. The stored data is already JSON
+ * text without line breaks, so it goes out as it is, without a parse and a stringify per
+ * client; data too long for a page is read and written in slices, each once the client
+ * has taken the one before.
+ */
+async function send(db: Db, stream: SSEStreamingApi, page: StreamRow[], cursor: number) {
   for (const e of page) {
     if (stream.aborted) return cursor;
-    await stream.writeSSE({
-      id: String(e.seq),
-      event: e.event.type,
-      data: JSON.stringify({
-        seq: e.seq,
-        job_id: e.job_id,
-        version: e.version,
-        at: e.at,
-        type: e.event.type,
-        data: e.event.data,
-      }),
-    });
+    const head = `id: ${e.seq}\nevent: ${e.type}\ndata: {"seq":${e.seq},"job_id":${
+      JSON.stringify(e.job_id)
+    },"version":${e.version},"at":${JSON.stringify(e.at)},"type":${JSON.stringify(e.type)},"data":`;
+    if (e.data !== null) {
+      await stream.write(`${head}${e.data}}\n\n`);
+    } else {
+      await stream.write(head);
+      for (let at = 0; at < e.size && !stream.aborted; at += SLICE_CHARS) {
+        await stream.write(await dataSlice(db, e.seq, at, SLICE_CHARS));
+      }
+      await stream.write("}\n\n");
+    }
     cursor = e.seq;
   }
   return cursor;
