@@ -91,7 +91,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
             cursor = await send(deps.db, stream, rest, cursor);
             if (stream.aborted) return;
           }
-          await stream.writeSSE({ event: "end", data: await endData(now) });
+          await stream.write(await endMessage(now));
           return;
         }
         if (!await caughtUp((events) => events.some((e) => mine.has(e.job_id)))) return;
@@ -119,17 +119,21 @@ export function streamRoutes(deps: StreamDeps): Hono {
     });
   });
 
-  // When a job ends, every stream following it sends the same `end` at once: compute the
-  // status (its log tail means parsing log events) once per job version, not per stream.
-  const ends = new Map<string, Promise<string>>();
-  function endData(job: JobState): Promise<string> {
+  // When a job ends, every stream following it sends the same `end` at once: build the
+  // message (its log tail means parsing log events) once per job version, and send the same
+  // bytes on every stream rather than a copy each.
+  const ends = new Map<string, Promise<Uint8Array>>();
+  function endMessage(job: JobState): Promise<Uint8Array> {
     const key = `${job.job_id}:${job.version}`;
     let data = ends.get(key);
     if (!data) {
       data = Promise.all([
         logTail(deps.db, job.job_id, deps.logTailLines),
         getJobs(deps.db, job.children ?? []),
-      ]).then(([logs, children]) => JSON.stringify(statusView(job, logs, children)));
+      ]).then(([logs, children]) => {
+        const data = JSON.stringify(statusView(job, logs, children));
+        return new TextEncoder().encode(`event: end\ndata: ${data}\n\n`);
+      });
       data.catch(() => ends.delete(key));
       ends.set(key, data);
       if (ends.size > END_CACHE) ends.delete(ends.keys().next().value!);
