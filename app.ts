@@ -27,8 +27,8 @@ export interface AppDeps {
   startedAt?: Date;
   /** Cap on open SSE streams (MAX_STREAMS); past it, 503. */
   maxStreams?: number;
-  /** Seconds between keep-alive comments on an idle SSE stream (SSE_KEEPALIVE_SECONDS). */
-  sseKeepAliveSeconds?: number;
+  /** Seconds between keep-alive comments on an idle SSE stream (SSE_PING_SECONDS). */
+  ssePingSeconds?: number;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -88,7 +88,7 @@ export function createApp(deps: AppDeps): Hono {
       store: deps.store,
       logTailLines: deps.logTailLines,
       maxStreams: deps.maxStreams ?? 256,
-      keepAliveMs: (deps.sseKeepAliveSeconds ?? 15) * 1000,
+      keepAliveMs: (deps.ssePingSeconds ?? 15) * 1000,
       lifecycle: deps.lifecycle,
     }),
   );

@@ -24,7 +24,7 @@ const ConfigSchema = z.object({
   TRAIN_PYTHON: z.string().min(1).optional(),
   LOG_TAIL_LINES: int(0, 100_000).default(200),
   MAX_STREAMS: int(1, 100_000).default(256),
-  SSE_KEEPALIVE_SECONDS: z.coerce.number().min(0.05).max(3600).default(15),
+  SSE_PING_SECONDS: z.coerce.number().min(0.05).max(3600).default(15),
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",
   }).optional(),

@@ -93,7 +93,7 @@ const app = createApp({
   lifecycle,
   startedAt,
   maxStreams: config.MAX_STREAMS,
-  sseKeepAliveSeconds: config.SSE_KEEPALIVE_SECONDS,
+  ssePingSeconds: config.SSE_PING_SECONDS,
 });
 
 const server = (() => {

@@ -19,12 +19,16 @@ export function when(iso: string | null | undefined): string {
   return iso ? `${iso.slice(0, 10)} ${iso.slice(11, 19)}` : "-";
 }
 
-/** `loss=0.25 accuracy=0.97`: numbers rounded to 4 significant digits. */
-export function metricsText(metrics: Json): string {
+/**
+ * `loss=0.25 accuracy=0.97`: the numeric metrics (spreads and sample counts left out),
+ * rounded to 4 significant digits; at most `max` of them.
+ */
+export function metricsText(metrics: Json, max = Infinity): string {
   if (!metrics || typeof metrics !== "object") return "";
   return Object.entries(metrics)
-    .filter(([, v]) => v === null || typeof v !== "object")
-    .map(([k, v]) => `${k}=${typeof v === "number" ? Number(v.toPrecision(4)) : v}`)
+    .filter(([k, v]) => typeof v === "number" && !/(_std|^n_\w+|_folds)$/.test(k))
+    .slice(0, max)
+    .map(([k, v]) => `${k}=${Number((v as number).toPrecision(4))}`)
     .join(" ");
 }
 

@@ -124,6 +124,7 @@ function barsView(tracks: Map<string, Track>): View {
     // What matters most comes first: a narrow terminal cuts the end of the line.
     format: "{name} {state} {bar} {percentage}% {value}/{total} ETA {eta_formatted} {metrics}",
     barsize: 24,
+    formatTime: etaText,
     hideCursor: true,
     clearOnComplete: false,
     stopOnComplete: false,
@@ -153,11 +154,18 @@ function barsView(tracks: Map<string, Track>): View {
   };
 }
 
+/** `7s`, `2m05s`; "-" while there is nothing to estimate from. */
+function etaText(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "-";
+  const s = Math.round(seconds);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}
+
 function payload(t: Track, width: number) {
   return {
     name: t.name.padEnd(width),
     state: t.status.padEnd(9),
-    metrics: metricsText(t.metrics),
+    metrics: metricsText(t.metrics, 4),
   };
 }
 

@@ -24,7 +24,7 @@ Deno.test("e2e: job and global event streams", async (t) => {
   try {
     const env = ws.env({
       ...await ws.registry({ fake: await ws.fakeTrainer() }),
-      SSE_KEEPALIVE_SECONDS: "0.2",
+      SSE_PING_SECONDS: "0.2",
     });
     server = await Server.start(env);
     const base = server.base;
