@@ -14,7 +14,7 @@ import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import type { EventStore } from "../db/event_store.ts";
 import { getJob, getJobs, logTail } from "../db/queries.ts";
-import { dataSlice, eventsAfter, type StreamRow } from "../db/stream_queries.ts";
+import { dataSlice, eventsAfter, type StreamPage, type StreamRow } from "../db/stream_queries.ts";
 import { BadRequestError, NotFoundError, UnavailableError, ValidationError } from "../errors.ts";
 import { JobEvent, type StoredEvent } from "../jobs/events.ts";
 import { isTerminal, type JobState } from "../jobs/state.ts";
@@ -34,8 +34,9 @@ export interface StreamDeps {
 }
 
 const EVENT_TYPES = JobEvent.options.map((o) => o.shape.type.value);
+const TERMINAL_TYPES = ["completed", "failed", "cancelled"];
 /** The events that change what a job list shows: it was submitted, it started, it ended. */
-export const LIFECYCLE_TYPES = ["submitted", "started", "completed", "failed", "cancelled"];
+export const LIFECYCLE_TYPES = ["submitted", "started", ...TERMINAL_TYPES];
 const PAGE = 100;
 /** What a stream whose client stopped reading holds: one page of data, about this much. */
 const PAGE_CHARS = 32 * 1024;
@@ -69,30 +70,31 @@ export function streamRoutes(deps: StreamDeps): Hono {
     // A parent (`all`) has no process of its own: its stream carries its children's events.
     const jobIds = [id, ...job.children ?? []];
     const mine = new Set(jobIds);
+    // With a filter that hides some terminal event, the end can only be seen in the state.
+    const seesEnd = !types || TERMINAL_TYPES.every((t) => types.includes(t));
     return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
       const read = () =>
-        eventsAfter(deps.db, {
-          after: cursor,
-          limit: PAGE,
-          maxChars: PAGE_CHARS,
-          jobIds,
-          types,
-        });
+        readPage({ after: cursor, limit: PAGE, maxChars: PAGE_CHARS, jobIds, types });
+      let mayHaveEnded = true;
       for (;;) {
         const page = await read();
         cursor = await send(deps.db, stream, page, cursor);
         if (stream.aborted) return;
-        if (page.length > 0) continue;
-        // Read the state first, then the log: every event committed with (or before) the
-        // terminal state is then in the pages read below, before `end`.
-        const now = await getJob(deps.db, id);
-        if (now && isTerminal(now.status)) {
-          for (let rest = await read(); rest.length; rest = await read()) {
-            cursor = await send(deps.db, stream, rest, cursor);
-            if (stream.aborted) return;
+        if (page.some((e) => TERMINAL_TYPES.includes(e.type))) mayHaveEnded = true;
+        if (full(page)) continue;
+        if (mayHaveEnded || !seesEnd) {
+          mayHaveEnded = false;
+          // Read the state first, then the log: every event committed with (or before) the
+          // terminal state is then in the pages read below, before `end`.
+          const now = await getJob(deps.db, id);
+          if (now && isTerminal(now.status)) {
+            for (let rest = await read(); rest.length; rest = await read()) {
+              cursor = await send(deps.db, stream, rest, cursor);
+              if (stream.aborted) return;
+            }
+            await stream.write(await endMessage(now));
+            return;
           }
-          await stream.write(await endMessage(now));
-          return;
         }
         if (!await caughtUp((events) => events.some((e) => mine.has(e.job_id)))) return;
       }
@@ -105,7 +107,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
     const wanted = new Set(LIFECYCLE_TYPES);
     return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
       for (;;) {
-        const page = await eventsAfter(deps.db, {
+        const page = await readPage({
           after: cursor,
           limit: PAGE,
           maxChars: PAGE_CHARS,
@@ -113,11 +115,23 @@ export function streamRoutes(deps: StreamDeps): Hono {
         });
         cursor = await send(deps.db, stream, page, cursor);
         if (stream.aborted) return;
-        if (page.length > 0) continue;
+        if (full(page)) continue;
         if (!await caughtUp((events) => events.some((e) => wanted.has(e.event.type)))) return;
       }
     });
   });
+
+  // Streams woken by the same commit ask for the same page: one query answers them all.
+  const reading = new Map<string, Promise<StreamRow[]>>();
+  function readPage(page: StreamPage): Promise<StreamRow[]> {
+    const key = JSON.stringify(page);
+    let rows = reading.get(key);
+    if (!rows) {
+      rows = eventsAfter(deps.db, page).finally(() => reading.delete(key));
+      reading.set(key, rows);
+    }
+    return rows;
+  }
 
   // When a job ends, every stream following it sends the same `end` at once: build the
   // message (its log tail means parsing log events) once per job version, and send the same
@@ -142,6 +156,12 @@ export function streamRoutes(deps: StreamDeps): Hono {
   }
 
   return app;
+}
+
+/** True when the page stopped at a limit: more may follow at once, without waiting. */
+function full(page: StreamRow[]): boolean {
+  const chars = page.reduce((n, e) => n + Math.min(e.size, PAGE_CHARS), 0);
+  return page.length === PAGE || chars >= PAGE_CHARS;
 }
 
 /** Waits for more events; false once the stream should end (client gone, shutting down). */

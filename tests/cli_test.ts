@@ -196,3 +196,32 @@ async function pollRunningFake(base: string): Promise<string> {
     return r.body.jobs?.[0]?.job_id as string | undefined;
   });
 }
+
+Deno.test("e2e: watch reconnects on its own across a server restart", async () => {
+  const ws = await Workspace.create();
+  const servers: Server[] = [];
+  try {
+    const registry = await ws.registry({ fake: await ws.fakeTrainer() });
+    const first = await Server.start(ws.env({ ...registry, API_TOKEN: TOKEN }));
+    servers.push(first);
+    // The same port after the restart, as a client configured with one TRAINER_URL expects.
+    const port = new URL(first.base).port;
+    const env = ws.env({ ...registry, API_TOKEN: TOKEN, PORT: port });
+    const watching = trainer(first.base, ["train", "fake", "--set", "sleep=1000", "--watch"]);
+    const output = watching.output();
+    const id = await pollRunningFake(first.base);
+    await first.kill("SIGKILL");
+    servers.push(await Server.start(env));
+    const out = await output;
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, `${stdout}\n${stderr}`);
+    assert.match(stderr, /stream dropped .*; reconnecting/);
+    assert.match(lastLine(stdout), new RegExp(`^job ${id} failed: interrupted`));
+    const started = stdout.split("\n").filter((l) => / started \(pid/.test(l));
+    assert.equal(started.length, 1, "no event is shown twice after reconnecting");
+  } finally {
+    for (const s of servers) await s.kill();
+    await ws.dispose();
+  }
+});
