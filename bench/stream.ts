@@ -10,7 +10,7 @@ import { type BenchResult, percentile } from "./lib/machine.ts";
 import { sampleRss } from "./lib/procfs.ts";
 import { startServer, waitFor, writeRegistry } from "./lib/server.ts";
 
-const STREAMS = 100;
+const STREAMS = Number(Deno.env.get("BENCH_STREAMS") ?? 100);
 const STEPS = 200;
 const TARGET_P99_MS = 50;
 
@@ -34,7 +34,9 @@ export async function stream(ctx: BenchContext): Promise<BenchResult> {
   const server = await startServer({ dir, env: { MODEL_REGISTRY: registry } });
   const rss = sampleRss(server.pid);
   const latencies: number[] = [];
+  const byStep: number[][] = [];
   let received = 0;
+  let cpu = [0, 0];
   try {
     const res = await fetch(`${server.url}/train/ticker`, { method: "POST" });
     const id = (await res.json()).data.job_id;
@@ -50,14 +52,18 @@ export async function stream(ctx: BenchContext): Promise<BenchResult> {
         if (item.message.event === "started") open++;
         if (item.message.event !== "progress") continue;
         const e = JSON.parse(item.message.data);
-        latencies.push(Date.now() - Date.parse(e.at));
+        const ms = Date.now() - Date.parse(e.at);
+        latencies.push(ms);
+        (byStep[e.data.step - 1] ??= []).push(ms);
         received++;
       }
     });
     await waitFor(`${STREAMS} streams`, () => open === STREAMS ? true : undefined);
     ctx.log(`stream: ${STREAMS} streams open; ${STEPS} progress events 50 ms apart`);
+    const cpu0 = [cpuSeconds(server.pid), cpuSeconds(Deno.pid)];
     await Deno.writeTextFile(release, "");
     await Promise.all(followers);
+    cpu = [cpuSeconds(server.pid) - cpu0[0], cpuSeconds(Deno.pid) - cpu0[1]];
   } finally {
     await server.stop();
   }
@@ -91,7 +97,17 @@ export async function stream(ctx: BenchContext): Promise<BenchResult> {
       p90_ms: percentile(latencies, 90),
       p99_ms: p99,
       max_ms: Math.max(...latencies),
+      // Per event, in commit order: does latency grow (a backlog) or stay flat?
+      by_step_p50_ms: [0, 50, 100, 150, 199].map((i) => percentile(byStep[i] ?? [], 50)),
       server_rss_max_mb: Math.round(mem.maxRss),
+      cpu_seconds: { server: cpu[0], clients: cpu[1] },
     },
   };
+}
+
+/** User + system CPU time of a process so far, seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }

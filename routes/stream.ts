@@ -72,7 +72,8 @@ export function streamRoutes(deps: StreamDeps): Hono {
     const mine = new Set(jobIds);
     // With a filter that hides some terminal event, the end can only be seen in the state.
     const seesEnd = !types || TERMINAL_TYPES.every((t) => types.includes(t));
-    return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
+    const wants = (events: StoredEvent[]) => events.some((e) => mine.has(e.job_id));
+    return open(c, hub, deps.keepAliveMs, wants, async (stream, caughtUp) => {
       const read = () =>
         readPage({ after: cursor, limit: PAGE, maxChars: PAGE_CHARS, jobIds, types });
       let mayHaveEnded = true;
@@ -96,7 +97,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
             return;
           }
         }
-        if (!await caughtUp((events) => events.some((e) => mine.has(e.job_id)))) return;
+        if (!await caughtUp()) return;
       }
     });
   });
@@ -105,7 +106,8 @@ export function streamRoutes(deps: StreamDeps): Hono {
     const q = check(AllStreamQuery, c.req.query(), "query");
     let cursor = resume(c, q.after);
     const wanted = new Set(LIFECYCLE_TYPES);
-    return open(c, hub, deps.keepAliveMs, async (stream, caughtUp) => {
+    const wants = (events: StoredEvent[]) => events.some((e) => wanted.has(e.event.type));
+    return open(c, hub, deps.keepAliveMs, wants, async (stream, caughtUp) => {
       for (;;) {
         const page = await readPage({
           after: cursor,
@@ -116,7 +118,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
         cursor = await send(deps.db, stream, page, cursor);
         if (stream.aborted) return;
         if (full(page)) continue;
-        if (!await caughtUp((events) => events.some((e) => wanted.has(e.event.type)))) return;
+        if (!await caughtUp()) return;
       }
     });
   });
@@ -165,13 +167,15 @@ function full(page: StreamRow[]): boolean {
 }
 
 /** Waits for more events; false once the stream should end (client gone, shutting down). */
-type CaughtUp = (wants: (events: StoredEvent[]) => boolean) => Promise<boolean>;
+type CaughtUp = () => Promise<boolean>;
 
 /** Opens an SSE response under the cap, with keep-alives, and runs `body` until it returns. */
 function open(
   c: Context,
   hub: StreamHub,
   keepAliveMs: number,
+  /** Which commits may hold events for this stream (the others do not wake it). */
+  wants: (events: StoredEvent[]) => boolean,
   body: (stream: SSEStreamingApi, caughtUp: CaughtUp) => Promise<void>,
 ): Response {
   const gone = new AbortController();
@@ -188,15 +192,16 @@ function open(
     // First: a client that leaves while the first page is read must still release its slot.
     stream.onAbort(() => gone.abort());
     gone.signal.addEventListener("abort", () => stream.abort(), { once: true });
-    // Every write (events, keep-alives) restarts the keep-alive clock; writeSSE goes
-    // through write, so wrapping it sees them all.
+    // Every write (events, keep-alives, end) restarts the keep-alive clock.
     let lastWrite = Date.now();
     const write = stream.write.bind(stream);
     stream.write = (input) => {
       lastWrite = Date.now();
       return write(input);
     };
-    const caughtUp: CaughtUp = async (wants) => {
+    const sub = hub.subscribe(wants);
+    gone.signal.addEventListener("abort", () => sub.wake(), { once: true });
+    const caughtUp = async () => {
       for (;;) {
         if (stream.aborted) return false;
         const idle = Date.now() - lastWrite;
@@ -204,15 +209,13 @@ function open(
           await stream.write(": keep-alive\n\n");
           continue;
         }
-        const before = Date.now();
-        await hub.wait(wants, keepAliveMs - idle, gone.signal);
-        // Woken before the keep-alive was due: there may be events to read.
-        if (Date.now() - before < keepAliveMs - idle) return !stream.aborted;
+        if (await sub.wait(keepAliveMs - idle)) return !stream.aborted;
       }
     };
     try {
       await body(stream, caughtUp);
     } finally {
+      hub.unsubscribe(sub);
       release();
     }
   }, (error) => {
@@ -228,15 +231,21 @@ function open(
  * has taken the one before.
  */
 async function send(db: Db, stream: SSEStreamingApi, page: StreamRow[], cursor: number) {
+  // One write per page (each write is a trip through the HTTP stack), split only around
+  // data read in slices.
+  let batch: Uint8Array[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await stream.write(batch.length === 1 ? batch[0] : concat(batch));
+    batch = [];
+  };
   for (const e of page) {
     if (stream.aborted) return cursor;
-    const head = `id: ${e.seq}\nevent: ${e.type}\ndata: {"seq":${e.seq},"job_id":${
-      JSON.stringify(e.job_id)
-    },"version":${e.version},"at":${JSON.stringify(e.at)},"type":${JSON.stringify(e.type)},"data":`;
     if (e.data !== null) {
-      await stream.write(`${head}${e.data}}\n\n`);
+      batch.push(message(e));
     } else {
-      await stream.write(head);
+      await flush();
+      await stream.write(head(e));
       for (let at = 0; at < e.size && !stream.aborted; at += SLICE_CHARS) {
         await stream.write(await dataSlice(db, e.seq, at, SLICE_CHARS));
       }
@@ -244,7 +253,38 @@ async function send(db: Db, stream: SSEStreamingApi, page: StreamRow[], cursor: 
     }
     cursor = e.seq;
   }
+  await flush();
   return cursor;
+}
+
+const encoder = new TextEncoder();
+/** Streams woken by one commit share its page's rows: each message is encoded once. */
+const messages = new WeakMap<StreamRow, Uint8Array>();
+
+function message(e: StreamRow): Uint8Array {
+  let bytes = messages.get(e);
+  if (!bytes) {
+    bytes = encoder.encode(`${head(e)}${e.data}}\n\n`);
+    messages.set(e, bytes);
+  }
+  return bytes;
+}
+
+/** An event's SSE lines up to its data's JSON text. */
+function head(e: StreamRow): string {
+  return `id: ${e.seq}\nevent: ${e.type}\ndata: {"seq":${e.seq},"job_id":${
+    JSON.stringify(e.job_id)
+  },"version":${e.version},"at":${JSON.stringify(e.at)},"type":${JSON.stringify(e.type)},"data":`;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** The cursor: `Last-Event-ID` (sent by a reconnecting EventSource) wins over `?after=`. */

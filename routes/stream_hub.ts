@@ -19,9 +19,40 @@ export interface StreamHubOptions {
   lifecycle: { shuttingDown: boolean };
 }
 
-interface Waiter {
-  wants(events: StoredEvent[]): boolean;
-  wake(): void;
+/**
+ * One stream's wake-ups. A wake that comes while the stream is busy reading or writing is
+ * kept, so a commit made meanwhile is never slept through.
+ */
+export class Subscription {
+  #resolve: ((woken: boolean) => void) | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #pending = false;
+
+  constructor(readonly wants: (events: StoredEvent[]) => boolean) {}
+
+  /** Resolves true when woken (now, if woken since the last wait), false after `ms`. */
+  wait(ms: number): Promise<boolean> {
+    if (this.#pending) {
+      this.#pending = false;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      this.#resolve = resolve;
+      this.#timer = setTimeout(() => this.#settle(false), Math.max(0, ms));
+    });
+  }
+
+  wake(): void {
+    if (this.#resolve) this.#settle(true);
+    else this.#pending = true;
+  }
+
+  #settle(woken: boolean): void {
+    clearTimeout(this.#timer);
+    const resolve = this.#resolve;
+    this.#resolve = null;
+    resolve?.(woken);
+  }
 }
 
 let openEverywhere = 0;
@@ -33,7 +64,7 @@ export function openStreamCount(): number {
 
 export class StreamHub {
   #aborts = new Set<() => void>();
-  #waiters = new Set<Waiter>();
+  #waiters = new Set<Subscription>();
   #timer: ReturnType<typeof setInterval> | null = null;
   #seen = 0;
   #polling = false;
@@ -72,26 +103,16 @@ export class StreamHub {
     };
   }
 
-  /**
-   * Resolves after `ms`, or earlier when events that `wants` accepts may have arrived, or
-   * when `signal` aborts (a stream whose client left must not sleep out its timeout).
-   */
-  wait(wants: (events: StoredEvent[]) => boolean, ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const waiter: Waiter = {
-        wants,
-        wake: () => {
-          clearTimeout(timer);
-          signal.removeEventListener("abort", waiter.wake);
-          this.#waiters.delete(waiter);
-          resolve();
-        },
-      };
-      const timer = setTimeout(waiter.wake, Math.max(0, ms));
-      signal.addEventListener("abort", waiter.wake, { once: true });
-      this.#waiters.add(waiter);
-    });
+  /** Registers a stream's interest in commits; `unsubscribe` when it ends. */
+  subscribe(wants: (events: StoredEvent[]) => boolean): Subscription {
+    const sub = new Subscription(wants);
+    this.#waiters.add(sub);
+    return sub;
+  }
+
+  unsubscribe(sub: Subscription): void {
+    this.#waiters.delete(sub);
+    sub.wake();
   }
 
   #wakeAll(): void {
