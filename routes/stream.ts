@@ -87,7 +87,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
           mayHaveEnded = false;
           // Read the state first, then the log: every event committed with (or before) the
           // terminal state is then in the pages read below, before `end`.
-          const now = await getJob(deps.db, id);
+          const now = await readJob(id);
           if (now && isTerminal(now.status)) {
             for (let rest = await read(); rest.length; rest = await read()) {
               cursor = await send(deps.db, stream, rest, cursor);
@@ -133,6 +133,18 @@ export function streamRoutes(deps: StreamDeps): Hono {
       reading.set(key, rows);
     }
     return rows;
+  }
+
+  // A filter that hides the terminal events makes each wake-up read the job's state: the
+  // streams woken together share that read too.
+  const loading = new Map<string, Promise<JobState | undefined>>();
+  function readJob(id: string): Promise<JobState | undefined> {
+    let job = loading.get(id);
+    if (!job) {
+      job = getJob(deps.db, id).finally(() => loading.delete(id));
+      loading.set(id, job);
+    }
+    return job;
   }
 
   // When a job ends, every stream following it sends the same `end` at once: build the
