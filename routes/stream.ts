@@ -124,9 +124,11 @@ export function streamRoutes(deps: StreamDeps): Hono {
   });
 
   // Streams woken by the same commit ask for the same page: one query answers them all.
+  // The key holds the newest commit seen, so a read begun before a commit is never shared
+  // with a stream woken by it.
   const reading = new Map<string, Promise<StreamRow[]>>();
   function readPage(page: StreamPage): Promise<StreamRow[]> {
-    const key = JSON.stringify(page);
+    const key = `${hub.seen}:${JSON.stringify(page)}`;
     let rows = reading.get(key);
     if (!rows) {
       rows = eventsAfter(deps.db, page).finally(() => reading.delete(key));
@@ -139,10 +141,11 @@ export function streamRoutes(deps: StreamDeps): Hono {
   // streams woken together share that read too.
   const loading = new Map<string, Promise<JobState | undefined>>();
   function readJob(id: string): Promise<JobState | undefined> {
-    let job = loading.get(id);
+    const key = `${hub.seen}:${id}`;
+    let job = loading.get(key);
     if (!job) {
-      job = getJob(deps.db, id).finally(() => loading.delete(id));
-      loading.set(id, job);
+      job = getJob(deps.db, id).finally(() => loading.delete(key));
+      loading.set(key, job);
     }
     return job;
   }

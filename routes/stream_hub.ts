@@ -76,6 +76,11 @@ export class StreamHub {
     });
   }
 
+  /** The newest sequence number this process has seen committed. */
+  get seen(): number {
+    return this.#seen;
+  }
+
   /** Streams open in this app. */
   get open(): number {
     return this.#aborts.size;
