@@ -20,6 +20,8 @@ import {
   shutdownGate,
 } from "./routes/middleware.ts";
 import { registerMetrics } from "./routes/metrics.ts";
+import { streamRoutes } from "./routes/stream.ts";
+import { openStreamCount } from "./routes/stream_hub.ts";
 import { trainRoutes } from "./routes/train.ts";
 import { webRoutes } from "./web/routes.ts";
 
@@ -31,7 +33,7 @@ export interface AppDeps {
   apiToken?: string;
   /** A second token that opens /metrics only. */
   metricsToken?: string;
-  /** Open server-sent-event streams, for /metrics; 0 when unset. */
+  /** Open server-sent-event streams, for /metrics; this process's count when unset. */
   sseConnections?: () => number;
   /** Origins a web page may call the API from ("*" for any); none when unset. */
   corsOrigins?: string;
@@ -50,6 +52,10 @@ export interface AppDeps {
   bodyTimeoutMs?: number;
   lifecycle: { shuttingDown: boolean };
   startedAt?: Date;
+  /** Cap on open SSE streams (MAX_STREAMS); past it, 503. */
+  maxStreams?: number;
+  /** Seconds between keep-alive comments on an idle SSE stream (SSE_PING_SECONDS). */
+  ssePingSeconds?: number;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -64,6 +70,8 @@ const ROUTES: [string, string[]][] = [
   ["/train/status/:job_id", ["GET"]],
   ["/train/logs/:job_id", ["GET"]],
   ["/train/job/:job_id/events", ["GET"]],
+  ["/train/job/:job_id/stream", ["GET"]],
+  ["/train/stream", ["GET"]],
   ["/train/job/cancel/:job_id", ["DELETE"]],
   ["/train/job/:job_id", ["DELETE"]],
   ["/train/:model_type", ["POST"]],
@@ -75,7 +83,12 @@ const ROUTES: [string, string[]][] = [
 
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono({ strict: false });
-  const metrics = createMetrics({ ...deps, db: deps.database.db, clock: deps.jobs.clock });
+  const metrics = createMetrics({
+    ...deps,
+    db: deps.database.db,
+    clock: deps.jobs.clock,
+    sseConnections: deps.sseConnections ?? openStreamCount,
+  });
   // First, so that it also counts the answers of the middleware below (401, 413, 503).
   app.use(metrics.http);
   if (deps.allowedHosts !== null) app.use(hostCheck(deps.allowedHosts ?? []));
@@ -117,6 +130,18 @@ export function createApp(deps: AppDeps): Hono {
       logTailLines: deps.logTailLines,
       logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
       logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
+    }),
+  );
+  app.route(
+    "/train",
+    streamRoutes({
+      db: deps.database.db,
+      store: deps.store,
+      logTailLines: deps.logTailLines,
+      logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
+      maxStreams: deps.maxStreams ?? DEFAULTS.MAX_STREAMS,
+      keepAliveMs: (deps.ssePingSeconds ?? DEFAULTS.SSE_PING_SECONDS) * 1000,
+      lifecycle: deps.lifecycle,
     }),
   );
   registerMetrics(app, metrics, deps);

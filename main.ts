@@ -102,6 +102,8 @@ const app = createApp({
   bodyTimeoutMs: config.BODY_TIMEOUT_SECONDS * 1000,
   lifecycle,
   startedAt,
+  maxStreams: config.MAX_STREAMS,
+  ssePingSeconds: config.SSE_PING_SECONDS,
 });
 
 const server = (() => {

@@ -8,10 +8,19 @@ import { coldstart } from "./coldstart.ts";
 import { logs } from "./logs.ts";
 import { reads } from "./reads.ts";
 import { rebuild } from "./rebuild.ts";
+import { stream } from "./stream.ts";
 import type { Bench, BenchContext } from "./lib/context.ts";
 import { formatRows, machine, writeResult } from "./lib/machine.ts";
 
-const BENCHES: Record<string, Bench> = { accept, dispatch, reads, logs, rebuild, coldstart };
+const BENCHES: Record<string, Bench> = {
+  accept,
+  dispatch,
+  reads,
+  logs,
+  rebuild,
+  coldstart,
+  stream,
+};
 
 const names = Deno.args.length ? Deno.args : Object.keys(BENCHES);
 for (const n of names) {

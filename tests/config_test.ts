@@ -27,9 +27,19 @@ Deno.test("defaults", () => {
     DATASET_PATH: undefined,
     DATASET_TARGET: undefined,
     DATASET_TASK: undefined,
+    MAX_STREAMS: 256,
+    SSE_PING_SECONDS: 15,
   });
   assert.ok(Object.isFrozen(c));
   assert.deepEqual({ ...loadConfig({ PORT: "", API_TOKEN: "" }) }, { ...c }, "empty means unset");
+});
+
+Deno.test("stream settings: parsed, and bad values named", () => {
+  const c = loadConfig({ MAX_STREAMS: "1000", SSE_PING_SECONDS: "0.5" });
+  assert.equal(c.MAX_STREAMS, 1000);
+  assert.equal(c.SSE_PING_SECONDS, 0.5);
+  assert.throws(() => loadConfig({ MAX_STREAMS: "0" }), /MAX_STREAMS="0"/);
+  assert.throws(() => loadConfig({ SSE_PING_SECONDS: "never" }), /SSE_PING_SECONDS="never"/);
 });
 
 Deno.test("values are parsed", () => {

@@ -1,0 +1,72 @@
+/** Read queries behind the SSE streams: pages of the log after a cursor, and the log's end. */
+import { sql } from "drizzle-orm";
+import type { Db } from "./client.ts";
+import { events } from "./schema.ts";
+
+export interface StreamPage {
+  /** Only events after this sequence number. */
+  after: number;
+  limit: number;
+  /**
+   * Stop once the page passes this many characters of data (it holds one event at least):
+   * what a stream whose client stopped reading keeps in memory is about one page.
+   */
+  maxChars: number;
+  /** Only events of these jobs (all jobs when absent). */
+  jobIds?: string[];
+  /** Only events of these types (all types when absent). */
+  types?: readonly string[];
+}
+
+/** An event as a stream sends it: its data is the stored JSON text, never parsed again. */
+export interface StreamRow {
+  seq: number;
+  job_id: string;
+  version: number;
+  type: string;
+  at: string;
+  /** Length of the data, in characters. */
+  size: number;
+  /** The data's JSON text; null when it is longer than `maxChars` (read it in slices). */
+  data: string | null;
+}
+
+/**
+ * Events after a cursor, oldest first: one page of a stream. Data longer than the page
+ * budget is left out, to be read with `dataSlice`, so a page never holds a 256 KiB log
+ * event per stalled client.
+ */
+export async function eventsAfter(db: Db, page: StreamPage): Promise<StreamRow[]> {
+  const where = [sql`seq > ${page.after}`];
+  if (page.jobIds) where.push(sql`job_id in ${page.jobIds}`);
+  if (page.types?.length) where.push(sql`type in ${[...page.types]}`);
+  const inline = page.maxChars;
+  return await db.all<StreamRow>(sql`
+    select seq, job_id, version, type, at, size,
+      case when size <= ${inline} then data end as data
+    from (
+      select seq, job_id, version, type, at, data, length(data) as size,
+        sum(min(length(data), ${inline})) over (order by seq rows unbounded preceding)
+          - min(length(data), ${inline}) as before
+      from ${events} where ${sql.join(where, sql` and `)} order by seq limit ${page.limit}
+    ) where before < ${inline} order by seq`);
+}
+
+/** Characters [start, start + length) of one event's data (0-based). */
+export async function dataSlice(
+  db: Db,
+  seq: number,
+  start: number,
+  length: number,
+): Promise<string> {
+  const [row] = await db.all<{ part: string }>(
+    sql`select substr(data, ${start + 1}, ${length}) as part from ${events} where seq = ${seq}`,
+  );
+  return row?.part ?? "";
+}
+
+/** The highest sequence number in the log (0 when empty); other instances' commits show here. */
+export async function lastSeq(db: Db): Promise<number> {
+  const [{ max }] = await db.select({ max: sql<number | null>`max(${events.seq})` }).from(events);
+  return max ?? 0;
+}
