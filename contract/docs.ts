@@ -183,6 +183,29 @@ export const trainDocs = {
   }),
 } satisfies Record<string, MiddlewareHandler>;
 
+const STREAM = {
+  description: "Server-sent events: `id` is the event's sequence number, `event` its type, " +
+    "`data` the JSON of an entry of GET /train/job/{job_id}/events plus `job_id`. Resume " +
+    "with `Last-Event-ID` or `?after=`. `: keep-alive` comments every SSE_PING_SECONDS. " +
+    "503 with Retry-After past MAX_STREAMS.",
+  content: { "text/event-stream": {} },
+};
+
+/** Descriptions of the event streams. */
+export const streamDocs = {
+  job: describeRoute({
+    tags: TRAIN,
+    summary: "A job's events as they happen, ending with `event: end` (data: the status view)",
+    parameters: [jobIdParam],
+    responses: { 200: STREAM, ...errors(400, 404, 422) },
+  }),
+  all: describeRoute({
+    tags: TRAIN,
+    summary: "Every job's submitted, started and terminal events as they happen",
+    responses: { 200: STREAM, ...errors(400, 422) },
+  }),
+} satisfies Record<string, MiddlewareHandler>;
+
 export const healthDoc = describeRoute({
   tags: ["operations"],
   summary: "Liveness and readiness; open without a token",

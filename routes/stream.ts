@@ -7,6 +7,7 @@
  * for the socket to drain before the next write, so a client that stops reading holds a
  * cursor and a socket buffer, never a queue in memory.
  */
+import { streamDocs } from "../contract/docs.ts";
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
@@ -61,7 +62,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
   });
   const app = new Hono();
 
-  app.get("/job/:job_id/stream", async (c) => {
+  app.get("/job/:job_id/stream", streamDocs.job, async (c) => {
     const id = jobIdParam(c);
     const q = check(JobStreamQuery, c.req.query(), "query");
     const types = q.types === undefined ? undefined : eventTypes(q.types);
@@ -103,7 +104,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
     });
   });
 
-  app.get("/stream", (c) => {
+  app.get("/stream", streamDocs.all, (c) => {
     const q = check(AllStreamQuery, c.req.query(), "query");
     let cursor = resume(c, q.after);
     const wanted = new Set(LIFECYCLE_TYPES);

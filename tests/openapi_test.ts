@@ -111,7 +111,11 @@ Deno.test("a run over every operation conforms to /openapi.json", async (t) => {
       await expectStatus(app, 200, "GET", `/train/status/${id}`);
       await expectStatus(app, 200, "GET", `/train/logs/${id}?limit=2`);
       await expectStatus(app, 200, "GET", `/train/job/${id}/events`);
+      // Every job here has ended, so its stream replays and closes.
+      await expectStatus(app, 200, "GET", `/train/job/${id}/stream`);
     }
+    // The global stream never ends on its own: a bad resume point answers at once.
+    await expectStatus(app, 400, "GET", "/train/stream", { headers: { "last-event-id": "x" } });
     await expectStatus(app, 200, "GET", "/train/jobs?limit=3");
     await expectStatus(app, 200, "GET", "/train/jobs?status=failed&model_type=broken");
     await expectStatus(app, 200, "GET", "/train/models/available");
