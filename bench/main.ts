@@ -6,12 +6,21 @@ import { accept } from "./accept.ts";
 import { dispatch } from "./dispatch.ts";
 import { coldstart } from "./coldstart.ts";
 import { logs } from "./logs.ts";
+import { peer } from "./peer.ts";
 import { reads } from "./reads.ts";
 import { rebuild } from "./rebuild.ts";
 import type { Bench, BenchContext } from "./lib/context.ts";
 import { formatRows, machine, writeResult } from "./lib/machine.ts";
 
-const BENCHES: Record<string, Bench> = { accept, dispatch, reads, logs, rebuild, coldstart };
+const BENCHES: Record<string, Bench> = {
+  accept,
+  dispatch,
+  reads,
+  logs,
+  rebuild,
+  coldstart,
+  peer,
+};
 
 const names = Deno.args.length ? Deno.args : Object.keys(BENCHES);
 for (const n of names) {

@@ -7,6 +7,7 @@ import { JobEvent } from "../jobs/events.ts";
 import type { JobState } from "../jobs/state.ts";
 import type { Db } from "./client.ts";
 import { decodeJob, LOAD_JOB_SQL } from "./job_sql.ts";
+import { readRows } from "./reader.ts";
 import { events, jobs } from "./schema.ts";
 
 // The read path runs raw statements on the client: drizzle rebuilt each query per request
@@ -14,20 +15,19 @@ import { events, jobs } from "./schema.ts";
 
 /** One job's projected state. */
 export async function getJob(db: Db, jobId: string): Promise<JobState | undefined> {
-  const rs = await db.$client.execute({ sql: LOAD_JOB_SQL, args: [jobId] });
-  return rs.rows[0] ? decodeJob(rs.rows[0] as Record<string, unknown>) : undefined;
+  const [row] = await readRows(db.$client, LOAD_JOB_SQL, [jobId]);
+  return row ? decodeJob(row) : undefined;
 }
 
 /** Several jobs by id, in the order asked. */
 export async function getJobs(db: Db, ids: string[]): Promise<JobState[]> {
   if (ids.length === 0) return [];
-  const rs = await db.$client.execute({
-    sql: `SELECT * FROM jobs WHERE job_id IN (${ids.map(() => "?").join(", ")})`,
-    args: ids,
-  });
-  const byId = new Map(
-    rs.rows.map((r) => decodeJob(r as Record<string, unknown>)).map((j) => [j.job_id, j]),
+  const rows = await readRows(
+    db.$client,
+    `SELECT * FROM jobs WHERE job_id IN (${ids.map(() => "?").join(", ")})`,
+    ids,
   );
+  const byId = new Map(rows.map(decodeJob).map((j) => [j.job_id, j]));
   return ids.map((id) => byId.get(id)).filter((j): j is JobState => !!j);
 }
 
@@ -53,9 +53,9 @@ export async function logTail(
   let used = 0;
   let before = Number.MAX_SAFE_INTEGER;
   for (;;) {
-    const rs = await db.$client.execute({ sql: LOG_TAIL_SQL, args: [jobId, before] });
-    if (rs.rows.length === 0) break;
-    for (const row of rs.rows) {
+    const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
+    if (rows.length === 0) break;
+    for (const row of rows) {
       const chunk = (JSON.parse(String(row.data)) as { lines: string[] }).lines;
       for (let i = chunk.length - 1; i >= 0; i--) {
         if (newestFirst.length >= limits.lines) {
@@ -108,28 +108,31 @@ export async function listJobs(db: Db, f: ListFilter) {
     }
   }
   const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
-  const [rows, counts] = await db.$client.batch([
-    {
-      sql: `SELECT * FROM jobs ${clause} ORDER BY submitted_seq DESC LIMIT ? OFFSET ?`,
-      args: [...args, f.limit, f.offset],
-    },
-    f.parent_id === undefined
-      ? {
-        sql: `SELECT coalesce(sum(n), 0) AS total, coalesce(sum(CASE WHEN
-          (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR model_type = ?2) THEN n END), 0)
-          AS filtered FROM job_counts`,
-        args: [f.status ?? null, f.model_type ?? null],
-      }
-      : {
-        sql: `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts) AS total,
-          (SELECT count(*) FROM jobs ${clause}) AS filtered`,
-        args,
-      },
-  ], "read");
+  // Two statements, not one read transaction: the writer commits on this JS thread, so
+  // nothing commits between them in this process.
+  const rows = await readRows(
+    db.$client,
+    `SELECT * FROM jobs ${clause} ORDER BY submitted_seq DESC LIMIT ? OFFSET ?`,
+    [...args, f.limit, f.offset],
+  );
+  const [counts] = f.parent_id === undefined
+    ? await readRows(
+      db.$client,
+      `SELECT coalesce(sum(n), 0) AS total, coalesce(sum(CASE WHEN
+        (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR model_type = ?2) THEN n END), 0)
+        AS filtered FROM job_counts`,
+      [f.status ?? null, f.model_type ?? null],
+    )
+    : await readRows(
+      db.$client,
+      `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts) AS total,
+        (SELECT count(*) FROM jobs ${clause}) AS filtered`,
+      args,
+    );
   return {
-    jobs: rows.rows.map((r) => decodeJob(r as Record<string, unknown>)),
-    total: Number(counts.rows[0].total),
-    filtered: Number(counts.rows[0].filtered),
+    jobs: rows.map(decodeJob),
+    total: Number(counts.total),
+    filtered: Number(counts.filtered),
   };
 }
 
