@@ -4,6 +4,7 @@
  */
 import { accept } from "./accept.ts";
 import { dispatch } from "./dispatch.ts";
+import { growth } from "./growth.ts";
 import { coldstart } from "./coldstart.ts";
 import { logs } from "./logs.ts";
 import { peer } from "./peer.ts";
@@ -20,6 +21,7 @@ const BENCHES: Record<string, Bench> = {
   rebuild,
   coldstart,
   peer,
+  growth,
 };
 
 const names = Deno.args.length ? Deno.args : Object.keys(BENCHES);
