@@ -3,8 +3,8 @@
  * statement again and builds its row objects column by column: a primary-key read of a job
  * took 0.7 ms through it and 0.07 ms as a prepared statement of the `libsql` package.
  *
- * The reader is a second, read-only connection from the same native library the client
- * uses. It must be the same library: two copies of SQLite in one process do not share
+ * The reader is a second connection from the same native library the client uses, made
+ * read-only with `query_only` (the package ignores its `readonly` option). It must be the same library: two copies of SQLite in one process do not share
  * their POSIX locks, and closing one copy's file releases the other's. WAL lets it read
  * while the writer commits, and it sees every committed (acknowledged) transaction.
  * Remote databases have no file; they keep using the client.
@@ -23,7 +23,8 @@ const readers = new WeakMap<Client, Reader>();
 
 /** Opens the prepared-statement reader of a local database file, for `client`'s reads. */
 export function attachReader(client: Client, path: string): () => void {
-  const connection = new Sqlite(path, { readonly: true });
+  const connection = new Sqlite(path);
+  connection.exec("PRAGMA query_only = ON");
   readers.set(client, { connection, statements: new Map() });
   return () => {
     readers.delete(client);
