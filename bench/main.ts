@@ -4,8 +4,10 @@
  */
 import { accept } from "./accept.ts";
 import { dispatch } from "./dispatch.ts";
+import { growth } from "./growth.ts";
 import { coldstart } from "./coldstart.ts";
 import { logs } from "./logs.ts";
+import { peer } from "./peer.ts";
 import { reads } from "./reads.ts";
 import { rebuild } from "./rebuild.ts";
 import { stream } from "./stream.ts";
@@ -20,6 +22,8 @@ const BENCHES: Record<string, Bench> = {
   rebuild,
   coldstart,
   stream,
+  peer,
+  growth,
 };
 
 const names = Deno.args.length ? Deno.args : Object.keys(BENCHES);

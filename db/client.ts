@@ -4,9 +4,11 @@ import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { attachReader } from "./reader.ts";
 import * as schema from "./schema.ts";
 
-export type Db = LibSQLDatabase<typeof schema>;
+// `$client` lets the hot read paths run raw statements on the same connection.
+export type Db = LibSQLDatabase<typeof schema> & { $client: Client };
 
 export interface Database {
   client: Client;
@@ -32,5 +34,14 @@ export async function openDatabase(url: string, authToken?: string): Promise<Dat
   }
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: MIGRATIONS });
-  return { client, db, close: () => client.close() };
+  const path = url.startsWith("file:") ? url.slice("file:".length) : "";
+  const detach = path && path !== ":memory:" ? attachReader(client, path) : () => {};
+  return {
+    client,
+    db,
+    close: () => {
+      detach();
+      client.close();
+    },
+  };
 }

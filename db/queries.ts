@@ -1,24 +1,33 @@
 /** Read queries over the projection and the log. Routes call these; no SQL elsewhere. */
 import { Buffer } from "node:buffer";
-import { and, asc, count, desc, eq, gt, inArray, isNull, lt, type SQL, sql } from "drizzle-orm";
+import type { InValue } from "@libsql/client";
+import { and, asc, count, eq, gt, inArray, isNull, lt, sql } from "drizzle-orm";
 import type { JobStatus, StoredEvent } from "../jobs/events.ts";
 import { JobEvent } from "../jobs/events.ts";
 import type { JobState } from "../jobs/state.ts";
 import type { Db } from "./client.ts";
-import { rowToState } from "./rows.ts";
+import { decodeJob, LOAD_JOB_SQL } from "./job_sql.ts";
+import { readRows } from "./reader.ts";
 import { events, jobs } from "./schema.ts";
+
+// The read path runs raw statements on the client: drizzle rebuilt each query per request
+// and was most of a status read's CPU. Rows are written only by us, so no parsing either.
 
 /** One job's projected state. */
 export async function getJob(db: Db, jobId: string): Promise<JobState | undefined> {
-  const [row] = await db.select().from(jobs).where(eq(jobs.job_id, jobId));
-  return row ? rowToState(row) : undefined;
+  const [row] = await readRows(db.$client, LOAD_JOB_SQL, [jobId]);
+  return row ? decodeJob(row) : undefined;
 }
 
 /** Several jobs by id, in the order asked. */
 export async function getJobs(db: Db, ids: string[]): Promise<JobState[]> {
   if (ids.length === 0) return [];
-  const rows = await db.select().from(jobs).where(inArray(jobs.job_id, ids));
-  const byId = new Map(rows.map((r) => [r.job_id, rowToState(r)]));
+  const rows = await readRows(
+    db.$client,
+    `SELECT * FROM jobs WHERE job_id IN (${ids.map(() => "?").join(", ")})`,
+    ids,
+  );
+  const byId = new Map(rows.map(decodeJob).map((j) => [j.job_id, j]));
   return ids.map((id) => byId.get(id)).filter((j): j is JobState => !!j);
 }
 
@@ -27,6 +36,9 @@ export interface LogTail {
   /** True when the byte cap left out lines the line count would have shown, or cut one. */
   truncated: boolean;
 }
+
+const LOG_TAIL_SQL = `SELECT seq, data FROM events
+  WHERE job_id = ? AND type = 'log' AND seq < ? ORDER BY seq DESC LIMIT 16`;
 
 /**
  * The newest lines of a job's log, oldest first: at most `lines` lines and `bytes` UTF-8
@@ -41,12 +53,10 @@ export async function logTail(
   let used = 0;
   let before = Number.MAX_SAFE_INTEGER;
   for (;;) {
-    const rows = await db.select({ seq: events.seq, data: events.data }).from(events)
-      .where(and(eq(events.job_id, jobId), eq(events.type, "log"), lt(events.seq, before)))
-      .orderBy(desc(events.seq)).limit(16);
+    const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
     if (rows.length === 0) break;
     for (const row of rows) {
-      const chunk = (JSON.parse(row.data) as { lines: string[] }).lines;
+      const chunk = (JSON.parse(String(row.data)) as { lines: string[] }).lines;
       for (let i = chunk.length - 1; i >= 0; i--) {
         if (newestFirst.length >= limits.lines) {
           return { lines: newestFirst.reverse(), truncated: false };
@@ -59,7 +69,7 @@ export async function logTail(
         newestFirst.push(chunk[i]);
         used += size;
       }
-      before = row.seq;
+      before = Number(row.seq);
     }
   }
   return { lines: newestFirst.reverse(), truncated: false };
@@ -82,19 +92,48 @@ export interface ListFilter {
   offset: number;
 }
 
-/** Newest jobs first, with the total and the number matching the filter. */
+/**
+ * Newest jobs first, with the total and the number matching the filter. The counts come from
+ * `job_counts` (a dozen rows), not from counting `jobs`; only a parent filter counts rows, on
+ * the parent index (a parent has three children).
+ */
 export async function listJobs(db: Db, f: ListFilter) {
-  const conditions = [
-    f.status ? eq(jobs.status, f.status) : undefined,
-    f.model_type ? eq(jobs.model_type, f.model_type) : undefined,
-    f.parent_id ? eq(jobs.parent_id, f.parent_id) : undefined,
-  ].filter((c): c is SQL => c !== undefined);
-  const where = conditions.length ? and(...conditions) : undefined;
-  const rows = await db.select().from(jobs).where(where).orderBy(desc(jobs.submitted_seq))
-    .limit(f.limit).offset(f.offset);
-  const [{ total }] = await db.select({ total: count() }).from(jobs);
-  const filtered = where ? (await db.select({ n: count() }).from(jobs).where(where))[0].n : total;
-  return { jobs: rows.map(rowToState), total, filtered };
+  const where: string[] = [];
+  const args: InValue[] = [];
+  for (const column of ["status", "model_type", "parent_id"] as const) {
+    const v = f[column];
+    if (v !== undefined) {
+      where.push(`${column} = ?`);
+      args.push(v);
+    }
+  }
+  const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
+  // Two statements, not one read transaction: the writer commits on this JS thread, so
+  // nothing commits between them in this process.
+  const rows = await readRows(
+    db.$client,
+    `SELECT * FROM jobs ${clause} ORDER BY submitted_seq DESC LIMIT ? OFFSET ?`,
+    [...args, f.limit, f.offset],
+  );
+  const [counts] = f.parent_id === undefined
+    ? await readRows(
+      db.$client,
+      `SELECT coalesce(sum(n), 0) AS total, coalesce(sum(CASE WHEN
+        (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR model_type = ?2) THEN n END), 0)
+        AS filtered FROM job_counts`,
+      [f.status ?? null, f.model_type ?? null],
+    )
+    : await readRows(
+      db.$client,
+      `SELECT (SELECT coalesce(sum(n), 0) FROM job_counts) AS total,
+        (SELECT count(*) FROM jobs ${clause}) AS filtered`,
+      args,
+    );
+  return {
+    jobs: rows.map(decodeJob),
+    total: Number(counts.total),
+    filtered: Number(counts.filtered),
+  };
 }
 
 export interface EventPage {

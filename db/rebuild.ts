@@ -1,5 +1,5 @@
 /**
- * Rebuilds the `jobs` projection from the event log: replay every event through `evolve`,
+ * Rebuilds the `jobs` projection (and its `job_counts`) from the event log: replay every event through `evolve`,
  * derive parents, then replace the table's rows in one transaction.
  */
 import { sql } from "drizzle-orm";
@@ -48,7 +48,15 @@ export async function replay(database: Database): Promise<Map<string, JobState>>
 export async function rebuildProjections(database: Database): Promise<number> {
   const states = await replay(database);
   const all = [...states.values()];
-  await database.client.batch(["DELETE FROM jobs", ...upsertJobs(all)], "write");
+  // The triggers keep job_counts right through the delete and the inserts, but only from a
+  // right start: recount, so a rebuild also repairs damaged counts.
+  await database.client.batch([
+    "DELETE FROM jobs",
+    ...upsertJobs(all),
+    "DELETE FROM job_counts",
+    `INSERT INTO job_counts (status, model_type, n)
+      SELECT status, model_type, count(*) FROM jobs GROUP BY status, model_type`,
+  ], "write");
   await database.db.run(sql`PRAGMA optimize`);
   return all.length;
 }

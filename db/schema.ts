@@ -4,7 +4,14 @@
  * replay of the log (see jobs/state.ts). Triggers in a custom migration make `events`
  * append-only in the database itself.
  */
-import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import {
+  index,
+  integer,
+  primaryKey,
+  sqliteTable,
+  text,
+  uniqueIndex,
+} from "drizzle-orm/sqlite-core";
 
 export const events = sqliteTable("events", {
   seq: integer("seq").primaryKey(),
@@ -54,3 +61,15 @@ export const jobs = sqliteTable("jobs", {
   index("jobs_parent").on(t.parent_id),
   uniqueIndex("jobs_idempotency_key").on(t.idempotency_key),
 ]);
+
+/**
+ * How many `jobs` rows have each (status, model_type): the list's `total_count` and
+ * `filtered_count` read these few rows instead of counting the table. Triggers on `jobs`
+ * (migration 0003) keep it equal to a GROUP BY in the same transaction as every write of the
+ * projection, whoever writes it (the event store, a rebuild, the benchmark's generator).
+ */
+export const jobCounts = sqliteTable("job_counts", {
+  status: text("status").notNull(),
+  model_type: text("model_type").notNull(),
+  n: integer("n").notNull(),
+}, (t) => [primaryKey({ columns: [t.status, t.model_type] })]);

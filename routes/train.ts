@@ -53,8 +53,11 @@ export function trainRoutes(deps: TrainDeps): Hono {
 
   app.get("/status/:job_id", trainDocs.status, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
+    // A job without log lines (most, until they run) needs no read of the log.
     const [logs, children, ahead] = await Promise.all([
-      logTail(deps.db, job.job_id, { lines: deps.logTailLines, bytes: deps.logTailBytes }),
+      job.log_lines > 0
+        ? logTail(deps.db, job.job_id, { lines: deps.logTailLines, bytes: deps.logTailBytes })
+        : { lines: [], truncated: false },
       getJobs(deps.db, job.children ?? []),
       isWaiting(job) ? waitingBefore(deps.db, job.submitted_seq) : null,
     ]);

@@ -129,7 +129,10 @@ Deno.test("a database made before the REPLACE guard gets it when it opens", asyn
   await migrate(drizzle(client), { migrationsFolder: oldMigrations });
   client.close();
   const triggers = async () =>
-    (await sqlite3(path, "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"))
+    (await sqlite3(
+      path,
+      "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events' ORDER BY name",
+    ))
       .stdout.trim().split("\n");
   assert.deepEqual(await triggers(), ["events_no_delete", "events_no_update"]);
 

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Database } from "../db/client.ts";
+import { listJobs } from "../db/queries.ts";
 import { rebuildProjections, replay } from "../db/rebuild.ts";
 import { rowToState } from "../db/rows.ts";
 import { jobs } from "../db/schema.ts";
@@ -165,6 +166,20 @@ async function tableStates(database: Database): Promise<Map<string, JobState>> {
   return new Map(rows.map((row) => [row.job_id, rowToState(row)]));
 }
 
+/** job_counts (rows at 0 left out) and a GROUP BY of the jobs table, to compare. */
+async function countsAndGroupBy(database: Database) {
+  const read = async (sql: string) =>
+    (await database.client.execute(sql)).rows.map((r) => `${r.status}/${r.model_type}=${r.n}`);
+  return {
+    counts: await read(
+      "SELECT status, model_type, n FROM job_counts WHERE n != 0 ORDER BY status, model_type",
+    ),
+    groupBy: await read(
+      "SELECT status, model_type, count(*) AS n FROM jobs GROUP BY status, model_type ORDER BY status, model_type",
+    ),
+  };
+}
+
 /** The raw table, as stored (JSON columns as their text). */
 async function rawTable(database: Database): Promise<unknown[][]> {
   const res = await database.client.execute("SELECT * FROM jobs ORDER BY job_id");
@@ -214,6 +229,27 @@ for (const seed of [1, 2, 3]) {
       assert.deepEqual([...table.keys()].sort(), [...replayed.keys()].sort());
       for (const [id, state] of replayed) assert.deepEqual(table.get(id), state, `job ${id}`);
     });
+    await t.step("job_counts equals a GROUP BY of the jobs table", async () => {
+      const { counts, groupBy } = await countsAndGroupBy(s.database);
+      assert.ok(groupBy.length >= 10, `only ${groupBy.length} (status, model_type) pairs`);
+      assert.deepEqual(counts, groupBy);
+    });
+    await t.step("listJobs' counts equal counting the table, for every filter", async () => {
+      const all = [...replayed.values()];
+      for (const status of [undefined, "started", "running", "completed", "failed"] as const) {
+        for (const model_type of [undefined, "xgboost", "all"]) {
+          const got = await listJobs(s.database.db, { status, model_type, limit: 1, offset: 0 });
+          const want = all.filter((j) =>
+            (!status || j.status === status) && (!model_type || j.model_type === model_type)
+          );
+          assert.equal(got.total, all.length);
+          assert.equal(got.filtered, want.length, `${status} ${model_type}`);
+        }
+      }
+      const parent = all.find((j) => j.children)!;
+      const got = await listJobs(s.database.db, { parent_id: parent.job_id, limit: 1, offset: 0 });
+      assert.equal(got.filtered, parent.children!.length);
+    });
     await t.step("the store's in-memory active jobs equal the replay", () => {
       const active = s.store.activeJobs();
       const expected = [...replayed.values()].filter((j) =>
@@ -231,14 +267,19 @@ for (const seed of [1, 2, 3]) {
       assert.deepEqual(await rawTable(s.database), before);
       await rebuildProjections(s.database);
       assert.deepEqual(await rawTable(s.database), before);
+      const { counts, groupBy } = await countsAndGroupBy(s.database);
+      assert.deepEqual(counts, groupBy);
     });
     await t.step("a rebuild repairs a damaged projection", async () => {
       const before = await rawTable(s.database);
       await s.database.client.execute("UPDATE jobs SET status = 'running', log_lines = 0");
       await s.database.client.execute("DELETE FROM jobs WHERE rowid % 3 = 0");
+      await s.database.client.execute("UPDATE job_counts SET n = n + 7 WHERE rowid % 2 = 0");
       assert.notDeepEqual(await rawTable(s.database), before);
       await rebuildProjections(s.database);
       assert.deepEqual(await rawTable(s.database), before);
+      const { counts, groupBy } = await countsAndGroupBy(s.database);
+      assert.deepEqual(counts, groupBy);
     });
   });
 }

@@ -157,3 +157,79 @@ export async function fetchLoad(o: LoadOptions): Promise<LoadResult> {
     ids,
   };
 }
+
+export interface ReadResult {
+  requests: number;
+  seconds: number;
+  rps: number;
+  non2xx: number;
+  socketErrors: number;
+  latencyMs: { p50: number; p99: number; max: number };
+}
+
+// Each wrk thread loads the paths once, then every request picks one at random; non-2xx
+// answers are counted, so a fast 404 cannot pass for a fast read.
+const WRK_GET_LUA = `
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) math.randomseed(os.time() + #threads) end
+bad = 0
+function request() return wrk.format("GET", paths[math.random(#paths)]) end
+function response(status, headers, body) if status < 200 or status >= 300 then bad = bad + 1 end end
+function done(summary, latency, requests)
+  local bads = 0
+  for _, t in ipairs(threads) do bads = bads + t:get("bad") end
+  local e = summary.errors
+  local s = io.open(os.getenv("BENCH_SUMMARY"), "w")
+  s:write(string.format(
+    '{"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"max_us":%d}',
+    summary.requests, summary.duration, bads, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+  s:close()
+end
+`;
+
+/** `wrk -t<threads> -c<connections>` GETs of `paths` (each request picks one at random). */
+export async function wrkGet(o: {
+  url: string;
+  paths: string[];
+  connections: number;
+  seconds: number;
+  dir: string;
+  threads?: number;
+}): Promise<ReadResult> {
+  const script = `${o.dir}/get.lua`;
+  const pathsFile = `${o.dir}/get-paths.txt`;
+  const summaryFile = `${o.dir}/get-summary.json`;
+  await Deno.writeTextFile(script, WRK_GET_LUA);
+  await Deno.writeTextFile(pathsFile, o.paths.join("\n") + "\n");
+  const out = await new Deno.Command("wrk", {
+    args: [
+      `-t${o.threads ?? 2}`,
+      `-c${o.connections}`,
+      `-d${o.seconds}s`,
+      "--timeout",
+      "10s",
+      "-s",
+      script,
+      o.url,
+    ],
+    env: { BENCH_PATHS: pathsFile, BENCH_SUMMARY: summaryFile },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`wrk failed: ${new TextDecoder().decode(out.stderr)}`);
+  const s = JSON.parse(await Deno.readTextFile(summaryFile));
+  const seconds = s.duration_us / 1e6;
+  return {
+    requests: s.requests,
+    seconds,
+    rps: (s.requests - s.non2xx) / seconds,
+    non2xx: s.non2xx,
+    socketErrors: s.socket_errors,
+    latencyMs: { p50: s.p50_us / 1000, p99: s.p99_us / 1000, max: s.max_us / 1000 },
+  };
+}

@@ -1,0 +1,93 @@
+/**
+ * Reads as the log grows (issue 12): for each size in GROWTH_JOBS (default 10,000 and
+ * 100,000 jobs, 20 events each), a server on a generated database, then `wrk -t2 -c32` on
+ * GET /train/status/{id} (random jobs) and GET /train/jobs?limit=5&status=completed, and the
+ * server's RSS while it serves them. GROWTH_JOBS=10000,100000,1000000 adds the 1M point
+ * (20,000,000 events take a long time to generate on a small machine).
+ */
+import type { BenchContext } from "./lib/context.ts";
+import { BIG_JOBS } from "./lib/big_db.ts";
+import { generateDatabase, jobId } from "./lib/gen_db.ts";
+import { haveWrk, type ReadResult, wrkGet } from "./lib/load.ts";
+import type { BenchResult, Check } from "./lib/machine.ts";
+import { sampleRss } from "./lib/procfs.ts";
+import { startServer } from "./lib/server.ts";
+
+const CONNECTIONS = 32;
+const SECONDS = 4;
+const LIST_PATH = "/train/jobs?limit=5&status=completed";
+
+interface Point {
+  jobs: number;
+  events: number;
+  generate_seconds: number;
+  status: ReadResult;
+  list: ReadResult;
+  rss_mb: number;
+  loadavg: string;
+}
+
+export async function growth(ctx: BenchContext): Promise<BenchResult> {
+  if (!await haveWrk()) throw new Error("the growth benchmark needs wrk: apt-get install wrk");
+  const sizes = (Deno.env.get("GROWTH_JOBS") ?? `10000,${BIG_JOBS}`).split(",").map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new Error(`GROWTH_JOBS must be job counts separated by commas, got ${sizes}`);
+  }
+  const points: Point[] = [];
+  for (const jobs of sizes) {
+    const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: `growth-${jobs}-` });
+    const started = performance.now();
+    ctx.log(`${jobs} jobs: generating ${jobs * 20} events`);
+    let dbPath = `${dir}/trainer.db`;
+    let events = jobs * 20;
+    if (jobs === BIG_JOBS) dbPath = await ctx.bigDatabase();
+    else events = await generateDatabase(dbPath, { jobs });
+    const generate_seconds = (performance.now() - started) / 1000;
+    const server = await startServer({ dir, dbPath });
+    const rss = sampleRss(server.pid);
+    let point: Omit<Point, "rss_mb">;
+    try {
+      const read = { url: server.url, connections: CONNECTIONS, seconds: SECONDS, dir };
+      // Random ids over the whole range, so the page cache is not one hot job.
+      const ids = Array.from({ length: 5000 }, () => jobId(Math.floor(Math.random() * jobs)));
+      const status = await wrkGet({ ...read, paths: ids.map((id) => `/train/status/${id}`) });
+      const list = await wrkGet({ ...read, paths: [LIST_PATH] });
+      const loadavg = Deno.readTextFileSync("/proc/loadavg").trim();
+      point = { jobs, events, generate_seconds, status, list, loadavg };
+      ctx.log(
+        `${jobs} jobs: status ${status.rps.toFixed(0)}/s p99 ${status.latencyMs.p99} ms, ` +
+          `list ${list.rps.toFixed(0)}/s p99 ${list.latencyMs.p99} ms (load ${loadavg})`,
+      );
+    } finally {
+      await server.stop();
+    }
+    points.push({ ...point, rss_mb: Math.round(rss.stop().maxRss) });
+  }
+  const checks: Check[] = [];
+  for (const p of points) {
+    const k = p.jobs >= 1_000_000 ? `${p.jobs / 1_000_000}M` : `${p.jobs / 1000}k`;
+    const ok = p.status.non2xx === 0 && p.list.non2xx === 0;
+    checks.push(
+      {
+        figure: `status p99 @${k}`,
+        value: p.status.latencyMs.p99,
+        unit: "ms",
+        target: "<= 5",
+        pass: ok && p.status.latencyMs.p99 <= 5,
+      },
+      {
+        figure: `list p99 @${k}`,
+        value: p.list.latencyMs.p99,
+        unit: "ms",
+        target: "<= 10",
+        pass: ok && p.list.latencyMs.p99 <= 10,
+      },
+      { figure: `RSS @${k}`, value: p.rss_mb, unit: "MB", target: "<= 150", pass: p.rss_mb <= 150 },
+    );
+  }
+  return {
+    name: "growth",
+    checks,
+    details: { tool: `wrk -t2 -c${CONNECTIONS}`, seconds: SECONDS, list: LIST_PATH, points },
+  };
+}
