@@ -21,7 +21,9 @@ const JOB_B = "00000000-0000-4000-8000-00000000000b";
 /** Runs SQL through the sqlite3 CLI; resolves with its exit status and output. */
 async function sqlite3(path: string, sql: string) {
   const out = await new Deno.Command("sqlite3", {
-    args: ["-bail", path, sql],
+    // A busy timeout: a connection of the app that is still closing must not fail the run
+    // with "database is locked" (it did, intermittently, on loaded machines).
+    args: ["-bail", "-cmd", ".timeout 10000", path, sql],
     stdout: "piped",
     stderr: "piped",
   }).output();
