@@ -4,6 +4,7 @@
  */
 import { accept } from "./accept.ts";
 import { dispatch } from "./dispatch.ts";
+import { e2e } from "./e2e.ts";
 import { coldstart } from "./coldstart.ts";
 import { logs } from "./logs.ts";
 import { reads } from "./reads.ts";
@@ -11,7 +12,15 @@ import { rebuild } from "./rebuild.ts";
 import type { Bench, BenchContext } from "./lib/context.ts";
 import { formatRows, machine, writeResult } from "./lib/machine.ts";
 
-const BENCHES: Record<string, Bench> = { accept, dispatch, reads, logs, rebuild, coldstart };
+const BENCHES: Record<string, Bench> = {
+  accept,
+  dispatch,
+  reads,
+  logs,
+  rebuild,
+  coldstart,
+  e2e,
+};
 
 const names = Deno.args.length ? Deno.args : Object.keys(BENCHES);
 for (const n of names) {
