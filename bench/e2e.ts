@@ -15,10 +15,13 @@ const MAX_CONCURRENT_JOBS = "16";
 /** The seed FastAPI peer's figure on this machine (issue 12); the target is 1.5x it. */
 const PEER_JOBS_PER_S = 681;
 const TARGET = Math.round(PEER_JOBS_PER_S * 1.5);
+const JOB_SCRIPT = 'printf m > "$TRAIN_ARTIFACT_PATH"';
 
 export async function e2e(ctx: BenchContext): Promise<BenchResult> {
   const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "e2e-" });
-  const registry = await writeRegistry(dir, { noop: { command: ["/bin/true"] } });
+  // `true` alone ends as failed (artifact_missing): the least a job does to complete is write
+  // its model file.
+  const registry = await writeRegistry(dir, { noop: { command: ["/bin/sh", "-c", JOB_SCRIPT] } });
   const server = await startServer({
     dir,
     env: { MODEL_REGISTRY: registry, MAX_CONCURRENT_JOBS },
@@ -130,7 +133,7 @@ export async function e2e(ctx: BenchContext): Promise<BenchResult> {
       drained_after_load_ms: drainedAfterMs,
       peer_jobs_per_s: PEER_JOBS_PER_S,
       loadavg: (await Deno.readTextFile("/proc/loadavg")).trim(),
-      job_command: "/bin/true (custom registry type)",
+      job_command: `/bin/sh -c '${JOB_SCRIPT}' (custom registry type)`,
       MAX_CONCURRENT_JOBS,
     },
   };
