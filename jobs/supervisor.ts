@@ -57,6 +57,8 @@ const BASE_ENV = ["PATH", "HOME", "LANG"];
 
 export class Supervisor {
   #running = new Map<string, Running>();
+  /** Jobs not yet recorded as ended, including those whose slot was already freed. */
+  #ending = new Set<Promise<void>>();
   #launching = 0;
   #accepting = true;
   #pumping = false;
@@ -122,6 +124,8 @@ export class Supervisor {
   async shutdown(): Promise<void> {
     this.#accepting = false;
     await Promise.all([...this.#running.keys()].map((id) => this.stop(id, "shutdown")));
+    // Jobs whose process is gone but whose end is still on its way to the log.
+    await Promise.all(this.#ending);
   }
 
   /** Spawns claimed jobs, in order, and sends their starts; records those that cannot start. */
@@ -150,10 +154,18 @@ export class Supervisor {
       const r = this.#spawn(job, type, command);
       if (!r) continue;
       this.#running.set(job.job_id, r);
-      void this.#supervise(r).finally(() => {
+      this.#ending.add(r.done);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
         this.#running.delete(job.job_id);
-        r.finish();
         void this.pump();
+      };
+      void this.#supervise(r, release).finally(() => {
+        release();
+        this.#ending.delete(r.done);
+        r.finish();
       });
     }
   }
@@ -244,8 +256,13 @@ export class Supervisor {
     };
   }
 
-  /** Waits for a started job's process, enforcing its time limit, and records its end. */
-  async #supervise(r: Running): Promise<void> {
+  /**
+   * Waits for a started job's process, enforcing its time limit, and records its end.
+   * `release` frees the slot as soon as the end is sent: the process and its strays are
+   * gone, and the store commits in call order, so the end is in the log no later than the
+   * start of the job that takes the slot (the API never shows more than the limit running).
+   */
+  async #supervise(r: Running, release: () => void): Promise<void> {
     const { job, child, collector } = r;
     r.timer = setTimeout(() => void this.stop(job.job_id, "timeout"), job.timeout_seconds * 1000);
     const status = await child.status;
@@ -289,9 +306,11 @@ export class Supervisor {
       output_failure: collector.failure,
     };
     if (r.stopping || !(status.success && artifact)) await this.#removeFiles(r);
-    await this.port.exited(job.job_id, report).catch((e) => {
+    const recorded = this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
     });
+    release();
+    await recorded;
   }
 
   /** Removes what a job that did not complete wrote: its exact files, nothing else. */
