@@ -51,7 +51,7 @@ export async function e2e(ctx: BenchContext): Promise<BenchResult> {
           ).get();
           return Number(row!.n) === 0 ? true : undefined;
         },
-        300_000,
+        900_000,
         50,
       );
     } finally {
