@@ -5,6 +5,7 @@
 import { accept } from "./accept.ts";
 import { dispatch } from "./dispatch.ts";
 import { growth } from "./growth.ts";
+import { e2e } from "./e2e.ts";
 import { coldstart } from "./coldstart.ts";
 import { logs } from "./logs.ts";
 import { peer } from "./peer.ts";
@@ -24,6 +25,7 @@ const BENCHES: Record<string, Bench> = {
   stream,
   peer,
   growth,
+  e2e,
 };
 
 const names = Deno.args.length ? Deno.args : Object.keys(BENCHES);

@@ -17,7 +17,8 @@ import {
   waitGroupGone,
 } from "./process.ts";
 import type { WorkerPort } from "./worker_port.ts";
-import { PYTHON, type Registry } from "../models/registry.ts";
+import type { FailureReason } from "./events.ts";
+import { type ModelType, PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
 import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
 import { launchSpec, recordSpec, specEnv, type TrainingSpec } from "../models/spec.ts";
@@ -33,6 +34,14 @@ export interface SupervisorOptions {
   log?: (message: string) => void;
 }
 
+/** A claimed job that can be spawned: its type, command line and training spec. */
+interface Prepared {
+  job: JobState;
+  type: ModelType;
+  command: string[];
+  spec: TrainingSpec;
+}
+
 type StopReason = "cancel" | "timeout" | "shutdown" | "output_failed";
 
 interface Running {
@@ -44,6 +53,8 @@ interface Running {
   collector: OutputCollector;
   /** Both output streams read to their end. */
   reading: Promise<unknown>;
+  /** Settles once the start is recorded (or recorded as failed). */
+  recorded: Promise<void>;
   launchedAt: number;
   stopping: StopReason | null;
   stopped: Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> | null;
@@ -57,6 +68,8 @@ const BASE_ENV = ["PATH", "HOME", "LANG"];
 
 export class Supervisor {
   #running = new Map<string, Running>();
+  /** Jobs not yet recorded as ended, including those whose slot was already freed. */
+  #ending = new Set<Promise<void>>();
   #launching = 0;
   #accepting = true;
   #pumping = false;
@@ -74,9 +87,11 @@ export class Supervisor {
   }
 
   /**
-   * Fills free slots with waiting jobs. Launches run one after another, each until its
-   * `started` event is durable, so jobs start in submission order: concurrent launches would
-   * race through their awaits (runtime check, mkdir) and could record their starts swapped.
+   * Fills free slots with waiting jobs. All free slots are claimed at once and spawned
+   * together, and their `started` events are sent in claim order without waiting for each
+   * other, so the store commits them in one transaction, in submission order. The next
+   * claim does not wait for those commits: each job waits for its own before its exit is
+   * recorded.
    */
   async pump(): Promise<void> {
     // A wake-up while pumping is remembered: the loop may be past a claim that found nothing.
@@ -84,28 +99,20 @@ export class Supervisor {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (this.#accepting && this.#running.size + this.#launching < this.opts.maxConcurrent) {
+      for (;;) {
+        const free = this.opts.maxConcurrent - this.#running.size - this.#launching;
+        if (!this.#accepting || free <= 0) break;
         this.#again = false;
-        const job = await this.port.claim();
-        if (!job) {
+        const jobs = await this.port.claim(free);
+        if (jobs.length === 0) {
           if (this.#again) continue;
           break;
         }
-        this.#launching++;
-        const r = await this.#launch(job).catch(async (e) => {
-          // Off the queue and not running: unless recorded as failed, it would wait forever.
-          const why = e instanceof Error ? e.message : String(e);
-          this.opts.log?.(`job ${job.job_id}: launch failed: ${why}`);
-          await this.port.fail(job.job_id, "spawn_failed", `the job could not start: ${why}`)
-            .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
-          return null;
-        }).finally(() => this.#launching--);
-        if (r) {
-          void this.#supervise(r).finally(() => {
-            this.#running.delete(r.job.job_id);
-            r.finish();
-            void this.pump();
-          });
+        this.#launching += jobs.length;
+        try {
+          await this.#launch(jobs);
+        } finally {
+          this.#launching -= jobs.length;
         }
       }
     } finally {
@@ -128,32 +135,80 @@ export class Supervisor {
   async shutdown(): Promise<void> {
     this.#accepting = false;
     await Promise.all([...this.#running.keys()].map((id) => this.stop(id, "shutdown")));
+    // Jobs whose process is gone but whose end is still on its way to the log.
+    await Promise.all(this.#ending);
   }
 
-  /** Spawns a claimed job and records its start; null when it could not start. */
-  async #launch(job: JobState): Promise<Running | null> {
-    const type = this.opts.registry.get(job.model_type);
-    if (!type) {
-      await this.port.fail(
-        job.job_id,
-        "spawn_failed",
-        `model type ${job.model_type} is not registered any more`,
-      );
-      return null;
+  /** Spawns claimed jobs, in order, and sends their starts; records those that cannot start. */
+  async #launch(jobs: JobState[]): Promise<void> {
+    const failed = (job: JobState, reason: FailureReason, why: string) => {
+      // Off the queue and not running: unless recorded as failed, it would wait forever.
+      this.opts.log?.(`job ${job.job_id}: launch failed: ${why}`);
+      void this.port.fail(job.job_id, reason, why)
+        .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
+    };
+    let ready: Prepared[];
+    try {
+      ready = await this.#prepare(jobs, failed);
+      await Deno.mkdir(this.opts.modelsDir, { recursive: true }).catch((e) => {
+        throw new Error(`MODELS_DIR ${this.opts.modelsDir} cannot be created (${e.message})`);
+      });
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      for (const job of jobs) failed(job, "spawn_failed", `the job could not start: ${why}`);
+      return;
     }
-    const runtime = await this.opts.runtime(type.name);
-    if (!runtime.runnable || !runtime.program) {
-      await this.port.fail(job.job_id, "runtime_missing", runtime.hint ?? "runtime missing");
-      return null;
+    // Checked right before spawning, with no await until every job is in #running:
+    // shutdown() stops every job in #running, so none may be spawned after it looked.
+    if (!this.#accepting) return;
+    for (const prepared of ready) {
+      const r = this.#spawn(prepared);
+      const { job } = prepared;
+      if (!r) continue;
+      this.#running.set(job.job_id, r);
+      this.#ending.add(r.done);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        this.#running.delete(job.job_id);
+        void this.pump();
+      };
+      void this.#supervise(r, release).finally(() => {
+        release();
+        this.#ending.delete(r.done);
+        r.finish();
+      });
     }
-    const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
-    const spec = await launchSpec(job);
-    await Deno.mkdir(this.opts.modelsDir, { recursive: true }).catch((e) => {
-      throw new Error(`MODELS_DIR ${this.opts.modelsDir} cannot be created (${e.message})`);
-    });
-    // Checked right before spawning, with no await in between: shutdown() stops every job
-    // in #running, so none may be spawned after it looked.
-    if (!this.#accepting) return null;
+  }
+
+  /** The command of each job whose type and runtime are there; the others are failed. */
+  async #prepare(
+    jobs: JobState[],
+    failed: (job: JobState, reason: FailureReason, why: string) => void,
+  ): Promise<Prepared[]> {
+    // One runtime check per type in the batch: across the thread, each is a round trip.
+    const names = new Set(jobs.map((j) => j.model_type).filter((t) => this.opts.registry.has(t)));
+    const runtimes = new Map<string, Runtime>();
+    await Promise.all([...names].map(async (t) => runtimes.set(t, await this.opts.runtime(t))));
+    const ready: Prepared[] = [];
+    for (const job of jobs) {
+      const type = this.opts.registry.get(job.model_type);
+      const runtime = runtimes.get(job.model_type);
+      if (!type || !runtime) {
+        failed(job, "spawn_failed", `model type ${job.model_type} is not registered any more`);
+      } else if (!runtime.runnable || !runtime.program) {
+        failed(job, "runtime_missing", runtime.hint ?? "runtime missing");
+      } else {
+        const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
+        ready.push({ job, type, command, spec: await launchSpec(job) });
+      }
+    }
+    return ready;
+  }
+
+  /** Spawns one job and sends its start without waiting; null when it could not spawn. */
+  #spawn({ job, type, command, spec }: Prepared): Running | null {
     let child: Deno.ChildProcess;
     // Taken before the spawn: every file the job writes is newer (see removeArtifacts).
     const launchedAt = Date.now();
@@ -169,34 +224,15 @@ export class Supervisor {
       }).spawn();
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
-      await this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`);
+      void this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`)
+        .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
       return null;
     }
     const collector = new OutputCollector(
       (events) => this.port.output(job.job_id, events),
       { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },
     );
-    let finish!: () => void;
-    const r: Running = {
-      job,
-      child,
-      command,
-      spec,
-      collector,
-      // A broken pipe must not keep the job from being recorded as ended.
-      reading: Promise.all([
-        collector.consume(child.stdout, "stdout"),
-        collector.consume(child.stderr, "stderr"),
-      ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
-      launchedAt,
-      stopping: null,
-      stopped: null,
-      timer: null,
-      done: new Promise<void>((resolve) => finish = resolve),
-      finish: () => finish(),
-    };
-    this.#running.set(job.job_id, r);
-    const { cancelled } = await this.port.started(job.job_id, {
+    const recorded = this.port.started(job.job_id, {
       pid: child.pid,
       pgid: child.pid,
       start_ticks: readStartTicks(child.pid),
@@ -208,17 +244,44 @@ export class Supervisor {
       await this.port.fail(job.job_id, "spawn_failed", `could not record the start: ${e}`)
         .catch(() => {});
       return { cancelled: true };
+    }).then(({ cancelled }) => {
+      if (cancelled) void this.stop(job.job_id, "cancel");
     });
-    if (cancelled) void this.stop(job.job_id, "cancel");
-    return r;
+    let finish!: () => void;
+    return {
+      job,
+      child,
+      command,
+      collector,
+      // A broken pipe must not keep the job from being recorded as ended.
+      reading: Promise.all([
+        collector.consume(child.stdout, "stdout"),
+        collector.consume(child.stderr, "stderr"),
+      ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
+      recorded,
+      spec,
+      launchedAt,
+      stopping: null,
+      stopped: null,
+      timer: null,
+      done: new Promise<void>((resolve) => finish = resolve),
+      finish: () => finish(),
+    };
   }
 
-  /** Waits for a started job's process, enforcing its time limit, and records its end. */
-  async #supervise(r: Running): Promise<void> {
+  /**
+   * Waits for a started job's process, enforcing its time limit, and records its end.
+   * `release` frees the slot as soon as the end is sent: the process and its strays are
+   * gone, and the store commits in call order, so the end is in the log no later than the
+   * start of the job that takes the slot (the API never shows more than the limit running).
+   */
+  async #supervise(r: Running, release: () => void): Promise<void> {
     const { job, child, collector } = r;
     r.timer = setTimeout(() => void this.stop(job.job_id, "timeout"), job.timeout_seconds * 1000);
     const status = await child.status;
     clearTimeout(r.timer);
+    // Its end follows its start in the log, and a cancel that came with the start applies.
+    await r.recorded;
     // The leader is gone; anything it left in its group must not outlive the job or hold
     // its pipes open. A stop in progress keeps its grace period.
     let stop: { stopped_with: StopSignal | null; group_gone: boolean };
@@ -261,9 +324,11 @@ export class Supervisor {
       });
     }
     if (r.stopping || !(status.success && artifact)) await this.#removeFiles(r);
-    await this.port.exited(job.job_id, report).catch((e) => {
+    const recorded = this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
     });
+    release();
+    await recorded;
   }
 
   /** Removes what a job that did not complete wrote: its exact files, nothing else. */

@@ -32,7 +32,7 @@ export function servePort(
   channel: Channel,
 ): void {
   const handlers: Record<Method, (...args: never[]) => Promise<unknown>> = {
-    claim: () => port.claim(),
+    claim: (max: number) => port.claim(max),
     started: (id: string, info: StartInfo) => port.started(id, info),
     output: (id: string, events: OutputEvent[]) => port.output(id, events),
     exited: (id: string, report: ExitReport) => port.exited(id, report),
@@ -105,8 +105,8 @@ export class ThreadPort implements WorkerPort {
     });
   }
 
-  claim(): Promise<JobState | null> {
-    return this.#call("claim");
+  claim(max: number): Promise<JobState[]> {
+    return this.#call("claim", max);
   }
   started(jobId: string, info: StartInfo): Promise<{ cancelled: boolean }> {
     return this.#call("started", jobId, info);

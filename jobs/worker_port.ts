@@ -11,8 +11,8 @@ import { isWaiting, type JobState } from "./state.ts";
 export type StartInfo = EventOf<"started">["data"];
 
 export interface WorkerPort {
-  /** The next waiting job, in submission order, now owned by the caller; null when none. */
-  claim(): Promise<JobState | null>;
+  /** Up to `max` waiting jobs, oldest first, now owned by the caller; empty when none. */
+  claim(max: number): Promise<JobState[]>;
   /** Records the started process; `cancelled` tells the worker to stop it at once. */
   started(jobId: string, info: StartInfo): Promise<{ cancelled: boolean }>;
   output(jobId: string, events: OutputEvent[]): Promise<void>;
@@ -31,12 +31,13 @@ export class LocalPort implements WorkerPort {
       .sort((a, b) => a.submitted_seq - b.submitted_seq).map((j) => j.job_id);
   }
 
-  async claim(): Promise<JobState | null> {
-    while (this.#queue.length) {
+  async claim(max: number): Promise<JobState[]> {
+    const claimed: JobState[] = [];
+    while (this.#queue.length && claimed.length < max) {
       const job = await this.store.load(this.#queue.shift()!);
-      if (job && isWaiting(job)) return job;
+      if (job && isWaiting(job)) claimed.push(job);
     }
-    return null;
+    return claimed;
   }
 
   async started(jobId: string, info: StartInfo): Promise<{ cancelled: boolean }> {

@@ -130,7 +130,7 @@ Deno.test("waiting jobs show their place in the queue; parents are not counted",
   });
   await t.step("a started job leaves the queue; the parent is not counted as running", async () => {
     const port = new LocalPort(app.store);
-    const first = await port.claim();
+    const [first] = await port.claim(1);
     assert.equal(first?.job_id, order[0]);
     await port.started(first!.job_id, startedData());
     const running = await view(order[0]);

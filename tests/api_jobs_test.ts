@@ -118,7 +118,7 @@ Deno.test("retrain:false does not reuse the file of a job still running", async 
   );
   const res = await app.request("POST", "/train/xgboost", { json: { retrain: true } });
   const port = new LocalPort(app.store);
-  const claimed = await port.claim();
+  const [claimed] = await port.claim(1);
   assert.equal(claimed?.job_id, res.body.data.job_id);
   await port.started(claimed!.job_id, startedData());
   // The script has written its file but has not exited: it may still fail.

@@ -15,7 +15,7 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 /** Claims the oldest waiting job and records its (pretend) process, as a worker would. */
 async function startOne(t: TestApp): Promise<string> {
   const port = new LocalPort(t.store);
-  const job = await port.claim();
+  const [job] = await port.claim(1);
   assert.ok(job, "a job to claim");
   await port.started(job.job_id, startedData());
   return job.job_id;

@@ -24,8 +24,8 @@ class RefusingPort implements WorkerPort {
   readonly failing = new Set<string>();
   refused = 0;
   constructor(readonly inner: LocalPort) {}
-  claim(): Promise<JobState | null> {
-    return this.inner.claim();
+  claim(max: number): Promise<JobState[]> {
+    return this.inner.claim(max);
   }
   started(jobId: string, info: StartInfo) {
     return this.inner.started(jobId, info);

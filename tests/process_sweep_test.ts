@@ -1,0 +1,57 @@
+/**
+ * killJobProcesses shares one /proc pass among jobs ending together (issue 12). Sharing must
+ * not weaken it: every process carrying one of the ids dies, processes of other jobs are
+ * left alone, and a job with no process left is answered too. Real processes throughout.
+ */
+import assert from "node:assert/strict";
+import { findJobProcesses, killJobProcesses } from "../jobs/process.ts";
+
+function spawnWithId(jobId: string): Deno.ChildProcess {
+  // setsid: outside any group we know of, like a daemon that escaped its job.
+  return new Deno.Command("setsid", {
+    args: ["sleep", "60"],
+    env: { TRAIN_JOB_ID: jobId },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+Deno.test("stray sweeps of jobs ending together kill exactly their processes", async (t) => {
+  const ids = ["sweep-a", "sweep-b", "sweep-c"].map((p) => `${p}-${crypto.randomUUID()}`);
+  const bystander = `sweep-bystander-${crypto.randomUUID()}`;
+  const children = [spawnWithId(ids[0]), spawnWithId(ids[0]), spawnWithId(ids[1])];
+  const other = spawnWithId(bystander);
+  try {
+    // setsid may fork before exec: wait until every process carries its id.
+    const deadline = Date.now() + 10_000;
+    while (findJobProcesses(new Set([...ids, bystander])).size < 4) {
+      assert.ok(Date.now() < deadline, "the test processes did not start");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const results = await Promise.all(ids.map((id) => killJobProcesses(id)));
+
+    await t.step("each job's processes were killed and are gone", () => {
+      assert.equal(results[0].killed.length, 2);
+      assert.equal(results[1].killed.length, 1);
+      assert.ok(results.every((r) => r.gone));
+      assert.equal(findJobProcesses(new Set(ids)).size, 0);
+    });
+    await t.step("a job with nothing left is answered at once, killing nothing", () => {
+      assert.deepEqual(results[2], { killed: [], gone: true });
+    });
+    await t.step("another job's process lives on", () => {
+      assert.equal(findJobProcesses(new Set([bystander])).size, 1);
+    });
+  } finally {
+    for (const c of [...children, other]) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await c.status;
+    }
+    await killJobProcesses(bystander);
+  }
+});
