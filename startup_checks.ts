@@ -17,7 +17,9 @@ async function checkModelsDir(dir: string): Promise<void> {
   const probe = join(resolve(dir), `.trainer-write-check-${Deno.pid}`);
   try {
     await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeTextFile(probe, "");
+    // createNew (O_EXCL): a symlink planted at the probe's name is never written through.
+    await Deno.remove(probe).catch(() => {});
+    await Deno.writeTextFile(probe, "", { createNew: true });
     await Deno.remove(probe);
   } catch (e) {
     throw new ConfigError(

@@ -309,7 +309,7 @@ export class Supervisor {
       signal: status.signal,
       artifact,
       artifact_refused: produced && "refused" in produced ? produced.refused : null,
-      stderr_tail: collector.stderrTail.slice(-10).join("\n"),
+      stderr_tail: stderrTail(collector.stderrTail),
       script_failure: collector.scriptFailure,
       stopped_for: r.stopping,
       stopped_with: stop.stopped_with,
@@ -376,6 +376,21 @@ export class Supervisor {
 }
 
 const PIPE_DRAIN_MS = 2000;
+
+/** The `error` text keeps the end of stderr: 10 lines at most, 8 KiB at most (its newest). */
+const STDERR_TAIL_LINES = 10;
+const STDERR_TAIL_CHARS = 8 * 1024;
+
+/**
+ * The last lines of stderr for a failed job's `error`, bounded: a script's lines can each be
+ * 64 KiB, and the error is in every status read and in every child of an `all` job.
+ */
+export function stderrTail(lines: readonly string[]): string {
+  const text = lines.slice(-STDERR_TAIL_LINES).join("\n");
+  return text.length <= STDERR_TAIL_CHARS
+    ? text
+    : `… ${text.slice(-STDERR_TAIL_CHARS).toWellFormed()}`;
+}
 
 /** True when `p` settles within `ms`. */
 async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {

@@ -162,7 +162,14 @@ def write_atomic(path: str, write) -> None:
     """
     tmp = f"{path}.tmp"
     try:
-        with open(tmp, "wb") as handle:
+        # O_EXCL | O_NOFOLLOW: a name planted in the models directory (a symlink out of it)
+        # is removed, never written through; unlink does not follow links.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -93,11 +93,30 @@ export async function scanModels(modelsDir: string, withMetadata: boolean) {
 
 async function readMetadata(modelPath: string): Promise<Record<string, unknown> | null> {
   try {
-    const parsed = JSON.parse(await Deno.readTextFile(metadataPathFor(modelPath)));
+    const text = await readMetadataText(metadataPathFor(modelPath));
+    const parsed = text === null ? null : JSON.parse(text);
     return parsed && typeof parsed === "object" ? parsed : null;
   } catch {
     return null;
   }
+}
+
+/** Metadata beside a model is small; a larger file is not read. */
+export const MAX_METADATA_BYTES = 1024 * 1024;
+
+/**
+ * A metadata file's text, or null when it is absent, not a regular file (a symlink a script
+ * planted is never followed out of MODELS_DIR) or larger than MAX_METADATA_BYTES.
+ */
+export async function readMetadataText(path: string): Promise<string | null> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch {
+    return null;
+  }
+  if (!info.isFile || info.size > MAX_METADATA_BYTES) return null;
+  return await Deno.readTextFile(path);
 }
 
 /** Paths are shown relative to the working directory when inside it, as the contract does. */

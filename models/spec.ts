@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
-import { metadataPathFor, scanModels } from "./artifacts.ts";
+import { MAX_METADATA_BYTES, metadataPathFor, readMetadataText, scanModels } from "./artifacts.ts";
 
 /** The dataset settings of the server (DATASET_PATH, DATASET_TARGET, DATASET_TASK). */
 export interface DatasetSource {
@@ -128,11 +128,18 @@ export async function recordSpec(modelPath: string, spec: TrainingSpec): Promise
   const metaPath = metadataPathFor(modelPath);
   let metadata: Record<string, unknown> = {};
   try {
-    const parsed = JSON.parse(await Deno.readTextFile(metaPath));
-    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return false;
-    metadata = parsed;
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) return false;
+    const text = await readMetadataText(metaPath);
+    if (text === null) {
+      // Absent: written fresh below. Anything else that is not a small regular file (a
+      // symlink out of MODELS_DIR, a huge file) is left alone and the model is not reusable.
+      if (await Deno.lstat(metaPath).then(() => true, () => false)) return false;
+    } else {
+      const parsed = JSON.parse(text);
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return false;
+      metadata = parsed;
+    }
+  } catch {
+    return false;
   }
   if ("spec_fingerprint" in metadata) return false;
   const text = JSON.stringify(
@@ -158,7 +165,8 @@ const fingerprints = new Map<string, { mtimeMs: number; size: number; fp: string
 export async function recordedFingerprint(modelPath: string): Promise<string | null> {
   const metaPath = metadataPathFor(modelPath);
   try {
-    const info = Deno.statSync(metaPath);
+    const info = Deno.lstatSync(metaPath);
+    if (!info.isFile || info.size > MAX_METADATA_BYTES) return null;
     const mtimeMs = info.mtime?.getTime() ?? 0;
     const hit = fingerprints.get(metaPath);
     if (hit && hit.mtimeMs === mtimeMs && hit.size === info.size) return hit.fp;
