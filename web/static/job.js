@@ -41,16 +41,32 @@ export function showJob(id) {
       }
     });
   };
-  loadStatus(view).then(() => {
+  loadStatus(view).then(async () => {
     if (stop.signal.aborted || !view.job) return;
-    setLive("live: event stream");
-    follow(`/train/job/${id}/stream`, {
-      signal: stop.signal,
-      onEvent: (type, e) => onStreamEvent(view, type, e),
-    }).then((found) => {
-      if (!found && !stop.signal.aborted) poll();
-      else if (!stop.signal.aborted) setLive("");
-    }, () => !stop.signal.aborted && poll());
+    // Follows the job's stream, resuming after the last event seen, until its `end`: a
+    // dropped connection (or a server restart) neither repeats nor loses a line.
+    let after = 0;
+    let ended = false;
+    while (!stop.signal.aborted && !ended) {
+      setLive("live: event stream");
+      const found = await follow(`/train/job/${id}/stream`, {
+        after,
+        signal: stop.signal,
+        onEvent: (type, e, seq) => {
+          if (seq) after = Number(seq);
+          if (type === "end") ended = true;
+          onStreamEvent(view, type, e);
+        },
+      }).catch(() => true);
+      if (!found) {
+        // No streams on this server: poll from where the stream left off.
+        view.logAfter = view.eventsAfter = after;
+        if (!stop.signal.aborted) poll();
+        return;
+      }
+      if (!ended) await new Promise((r) => setTimeout(r, 3000));
+    }
+    if (!stop.signal.aborted) setLive("");
   });
   return () => {
     stop.abort();
