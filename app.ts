@@ -118,6 +118,11 @@ export function createApp(deps: AppDeps): Hono {
       return methodNotAllowed(c, methods);
     });
   }
+  // The status view's log tail, the same in GET /train/status and a stream's `end`.
+  const tail = {
+    logTailLines: deps.logTailLines,
+    logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
+  };
   app.route(
     "/health",
     healthRoutes({ ...deps, db: deps.database.db, startedAt: deps.startedAt ?? new Date() }),
@@ -127,8 +132,7 @@ export function createApp(deps: AppDeps): Hono {
     trainRoutes({
       db: deps.database.db,
       jobs: deps.jobs,
-      logTailLines: deps.logTailLines,
-      logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
+      ...tail,
       logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
     }),
   );
@@ -137,8 +141,7 @@ export function createApp(deps: AppDeps): Hono {
     streamRoutes({
       db: deps.database.db,
       store: deps.store,
-      logTailLines: deps.logTailLines,
-      logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
+      ...tail,
       maxStreams: deps.maxStreams ?? DEFAULTS.MAX_STREAMS,
       keepAliveMs: (deps.ssePingSeconds ?? DEFAULTS.SSE_PING_SECONDS) * 1000,
       lifecycle: deps.lifecycle,

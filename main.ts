@@ -12,7 +12,6 @@ import { LocalPort } from "./jobs/worker_port.ts";
 import { loadRegistry } from "./models/registry.ts";
 import { RuntimeChecker } from "./models/runtime_checker.ts";
 import { checkSettings } from "./startup_checks.ts";
-import { datasetSource } from "./models/spec.ts";
 
 const startedAt = new Date();
 const log = (message: string) => console.log(`[trainer] ${message}`);
@@ -87,7 +86,11 @@ const app = createApp({
     newId: randomId,
     modelsDir,
     defaultTimeoutSeconds: config.JOB_TIMEOUT_SECONDS,
-    dataset: datasetSource(Deno.env.toObject()),
+    dataset: {
+      path: config.DATASET_PATH,
+      target: config.DATASET_TARGET,
+      task: config.DATASET_TASK,
+    },
   },
   runtimes,
   apiToken: config.API_TOKEN,

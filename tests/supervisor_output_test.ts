@@ -13,10 +13,8 @@ import type { JobState } from "../jobs/state.ts";
 import { Supervisor } from "../jobs/supervisor.ts";
 import { LocalPort, type StartInfo, type WorkerPort } from "../jobs/worker_port.ts";
 import type { ExitReport } from "../jobs/decide.ts";
-import { loadRegistry } from "../models/registry.ts";
 import { RuntimeChecker } from "../models/runtime_checker.ts";
-import { randomId, systemClock } from "../db/clock.ts";
-import { liveGroupMembers, openTestStore, pollUntil, SCRIPTS } from "./helpers/app.ts";
+import { liveGroupMembers, openTestStore, pollUntil, SCRIPTS, testJobDeps } from "./helpers/app.ts";
 import { within } from "./helpers/server.ts";
 
 /** The real LocalPort, except that `output` of the jobs in `failing` is refused. */
@@ -52,24 +50,11 @@ Deno.test("output that cannot be stored fails the job, stops its group and frees
   // Prints forever: only the supervisor can end it.
   await Deno.writeTextFile(join(dir, "noisy.sh"), "while :; do echo tick; sleep 0.01; done\n");
   await Deno.writeTextFile(join(dir, "ok.sh"), SCRIPTS["ok.sh"]);
-  await Deno.writeTextFile(
-    join(dir, "registry.json"),
-    JSON.stringify({
-      noisy: { command: ["/bin/sh", "./noisy.sh"] },
-      fine: { command: ["/bin/sh", "./ok.sh"] },
-    }),
-  );
-  const registry = await loadRegistry(join(dir, "registry.json"));
-  const modelsDir = join(dir, "models");
-  const deps = {
-    store,
-    registry,
-    clock: systemClock,
-    newId: randomId,
-    modelsDir,
-    defaultTimeoutSeconds: 120,
-    dataset: {},
-  };
+  const deps = await testJobDeps(store, dir, {
+    noisy: { command: ["/bin/sh", "./noisy.sh"] },
+    fine: { command: ["/bin/sh", "./ok.sh"] },
+  });
+  const { registry, modelsDir } = deps;
   const submit = async (type: string) =>
     (await submitJob(deps, {
       model_type: type,

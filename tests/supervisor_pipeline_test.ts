@@ -5,14 +5,11 @@
  * so every commit carried one start. Real Supervisor, store, port and child processes.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { submitJob } from "../jobs/service.ts";
 import { Supervisor } from "../jobs/supervisor.ts";
 import { LocalPort } from "../jobs/worker_port.ts";
-import { loadRegistry } from "../models/registry.ts";
 import { RuntimeChecker } from "../models/runtime_checker.ts";
-import { randomId, systemClock } from "../db/clock.ts";
-import { openTestStore, pollUntil } from "./helpers/app.ts";
+import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
 import { within } from "./helpers/server.ts";
 
 const JOBS = 12;
@@ -21,21 +18,10 @@ const SLOTS = 4;
 Deno.test("launches are pipelined: starts of several jobs share a commit, in FIFO order", async (t) => {
   await using base = await openTestStore();
   const { dir, store } = base;
-  await Deno.writeTextFile(
-    join(dir, "registry.json"),
-    JSON.stringify({ quick: { command: ["/bin/sh", "-c", 'printf m > "$TRAIN_ARTIFACT_PATH"'] } }),
-  );
-  const registry = await loadRegistry(join(dir, "registry.json"));
-  const modelsDir = join(dir, "models");
-  const deps = {
-    store,
-    registry,
-    clock: systemClock,
-    newId: randomId,
-    modelsDir,
-    defaultTimeoutSeconds: 120,
-    dataset: {},
-  };
+  const deps = await testJobDeps(store, dir, {
+    quick: { command: ["/bin/sh", "-c", 'printf m > "$TRAIN_ARTIFACT_PATH"'] },
+  });
+  const { registry, modelsDir } = deps;
   const submitted: string[] = [];
   for (let i = 0; i < JOBS; i++) {
     const { job } = await submitJob(deps, {

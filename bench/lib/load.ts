@@ -37,7 +37,21 @@ export async function haveWrk(): Promise<boolean> {
   }
 }
 
-const WRK_LUA = `
+/** Lua shared by both wrk scripts: the run's summary as JSON, into BENCH_SUMMARY. */
+const WRK_SUMMARY_LUA = `
+function write_summary(summary, latency, bads)
+  local e = summary.errors
+  local s = io.open(os.getenv("BENCH_SUMMARY"), "w")
+  s:write(string.format(
+    '{"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"max_us":%d}',
+    summary.requests, summary.duration, bads, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+  s:close()
+end
+`;
+
+const WRK_LUA = WRK_SUMMARY_LUA + `
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
@@ -63,14 +77,7 @@ function done(summary, latency, requests)
     bads = bads + t:get("bad")
   end
   f:close()
-  local e = summary.errors
-  local s = io.open(os.getenv("BENCH_SUMMARY"), "w")
-  s:write(string.format(
-    '{"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
-    '"p50_us":%d,"p99_us":%d,"max_us":%d}',
-    summary.requests, summary.duration, bads, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-  s:close()
+  write_summary(summary, latency, bads)
 end
 `;
 
@@ -169,7 +176,7 @@ export interface ReadResult {
 
 // Each wrk thread loads the paths once, then every request picks one at random; non-2xx
 // answers are counted, so a fast 404 cannot pass for a fast read.
-const WRK_GET_LUA = `
+const WRK_GET_LUA = WRK_SUMMARY_LUA + `
 local paths = {}
 for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
 local threads = {}
@@ -181,14 +188,7 @@ function response(status, headers, body) if status < 200 or status >= 300 then b
 function done(summary, latency, requests)
   local bads = 0
   for _, t in ipairs(threads) do bads = bads + t:get("bad") end
-  local e = summary.errors
-  local s = io.open(os.getenv("BENCH_SUMMARY"), "w")
-  s:write(string.format(
-    '{"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
-    '"p50_us":%d,"p99_us":%d,"max_us":%d}',
-    summary.requests, summary.duration, bads, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-  s:close()
+  write_summary(summary, latency, bads)
 end
 `;
 

@@ -47,6 +47,27 @@ export interface TestStore extends AsyncDisposable {
 }
 
 /** An EventStore on a fresh libSQL file in its own temp dir. */
+/**
+ * Job use-case dependencies over a test store, with `entries` as its MODEL_REGISTRY (written to
+ * `dir`, so relative script paths resolve there) and `dir/models` as MODELS_DIR.
+ */
+export async function testJobDeps(
+  store: EventStore,
+  dir: string,
+  entries: Record<string, { command: string[] }>,
+): Promise<JobDeps> {
+  await Deno.writeTextFile(join(dir, "registry.json"), JSON.stringify(entries));
+  return {
+    store,
+    registry: await loadRegistry(join(dir, "registry.json")),
+    clock: systemClock,
+    newId: randomId,
+    modelsDir: join(dir, "models"),
+    defaultTimeoutSeconds: 120,
+    dataset: {},
+  };
+}
+
 export async function openTestStore(clock: Clock = systemClock): Promise<TestStore> {
   const dir = await tempDir();
   const database = await openDatabase(`file:${join(dir.path, "trainer.db")}`);
