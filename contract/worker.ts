@@ -1,0 +1,131 @@
+/**
+ * The worker protocol: what a remote worker and the hosted API say to each other over HTTP,
+ * defined once with zod and parsed at both ends (routes/worker.ts on the API, worker/ on the
+ * worker). Every path is under `/worker` and needs `Authorization: Bearer $WORKER_TOKEN`.
+ *
+ * 1. `POST /worker/register` once at start: the API answers the worker's id and the lease
+ *    length. Leases held by an earlier run of a worker of the same name expire at once.
+ * 2. `POST /worker/claim` long-polls (up to `wait_seconds`, at most 20) for waiting jobs of
+ *    the worker's model types. Each job comes with an `attempt` and a `lease_token`. A retry
+ *    with the same `claim_id` answers the same jobs.
+ * 3. Every report about a job (`started`, `output`, `exit`, `fail`) carries the `attempt`
+ *    and `lease_token`. A stale one (the lease expired, or the job went to another attempt)
+ *    is refused with 409 and `details[0].code = "lease_lost"`: the worker stops the process
+ *    at once and drops the job.
+ * 4. `POST /worker/heartbeat` every `heartbeat_seconds` extends the leases it lists and
+ *    answers, per job, whether it was cancelled (`cancel_requested`) or lost (`lost`).
+ * 5. Output goes in chunks numbered by `offset`: the number of output events of this attempt
+ *    the API already holds before the chunk. A chunk sent again is not stored twice; a gap
+ *    is refused with 409, `details[0].code = "offset_gap"` and the `expected_offset`.
+ */
+import { z } from "zod";
+import { Artifact, FailureReason, Log, Metrics, Progress, Warning } from "../jobs/events.ts";
+
+const Json = z.record(z.string(), z.unknown());
+
+export const OutputEvent = z.discriminatedUnion("type", [Log, Progress, Metrics, Artifact, Warning]);
+
+/** What the worker observed when a job's process ended (see jobs/decide.ts). */
+export const ExitReport = z.object({
+  exit_code: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  artifact: z.string().nullable(),
+  artifact_refused: z.string().nullable().optional(),
+  stderr_tail: z.string(),
+  script_failure: z.object({ reason: FailureReason, message: z.string() }).nullable(),
+  stopped_for: z.enum(["timeout", "cancel", "shutdown", "output_failed"]).nullable(),
+  stopped_with: z.enum(["SIGTERM", "SIGKILL"]).nullable(),
+  group_gone: z.boolean(),
+  strays_killed: z.array(z.number().int()).optional(),
+  timeout_seconds: z.number().optional(),
+  output_failure: z.string().nullable().optional(),
+});
+
+/** The process a worker started for a job, as the `started` event records it. */
+export const StartInfo = z.object({
+  pid: z.number().int(),
+  pgid: z.number().int(),
+  start_ticks: z.number().int().nullable(),
+  worker_id: z.string(),
+  command: z.array(z.string()),
+  worker_name: z.string().optional(),
+  attempt: z.number().int().positive().optional(),
+});
+
+export const RegisterRequest = z.object({
+  name: z.string().min(1).max(200),
+  /** Model types this worker can run; it is only given jobs of these types. */
+  model_types: z.array(z.string().min(1).max(100)).min(1).max(1000),
+  max_concurrent: z.number().int().min(1).max(256),
+});
+export const RegisterResponse = z.object({
+  worker_id: z.string(),
+  lease_seconds: z.number(),
+  heartbeat_seconds: z.number(),
+});
+
+export const ClaimRequest = z.object({
+  worker_id: z.string().min(1),
+  /** Chosen by the worker per claim; a retry after a lost answer sends the same one. */
+  claim_id: z.string().min(1).max(100),
+  max: z.number().int().min(1).max(256),
+  /** How long the API may hold the request open when no job waits (default 20, at most 20). */
+  wait_seconds: z.number().min(0).max(20).optional(),
+});
+
+/** A job as a worker needs it to run: what the local supervisor reads from the job state. */
+export const ClaimedJob = z.object({
+  job: z.object({
+    job_id: z.string(),
+    model_type: z.string(),
+    retrain: z.boolean(),
+    use_cv: z.boolean(),
+    hyperparameters: Json,
+    timeout_seconds: z.number(),
+    artifact_path: z.string().nullable(),
+  }).passthrough(),
+  attempt: z.number().int().positive(),
+  lease_token: z.string(),
+  lease_expires_at: z.string(),
+});
+export const ClaimResponse = z.object({ jobs: z.array(ClaimedJob) });
+
+/** The fence every report about a job carries. */
+export const Lease = z.object({
+  attempt: z.number().int().positive(),
+  lease_token: z.string().min(1).max(200),
+});
+
+export const HeartbeatRequest = z.object({
+  worker_id: z.string().min(1),
+  leases: z.array(Lease.extend({ job_id: z.string() })).max(1000),
+});
+export const HeartbeatResponse = z.object({
+  lease_seconds: z.number(),
+  jobs: z.array(z.object({
+    job_id: z.string(),
+    /** The job was cancelled: stop its process (grace, then SIGKILL) and report the exit. */
+    cancel_requested: z.boolean(),
+    /** The lease is gone (expired or reassigned): stop the process at once, report nothing. */
+    lost: z.boolean(),
+  })),
+});
+
+export const StartedRequest = Lease.extend({ process: StartInfo });
+export const StartedResponse = z.object({ cancelled: z.boolean() });
+
+export const OutputRequest = Lease.extend({
+  offset: z.number().int().min(0),
+  events: z.array(OutputEvent).max(10_000),
+});
+export const OutputResponse = z.object({ next_offset: z.number().int() });
+
+export const ExitRequest = Lease.extend({ report: ExitReport });
+export const FailRequest = Lease.extend({
+  reason: FailureReason,
+  error: z.string().max(64 * 1024),
+});
+export const Ok = z.object({ ok: z.literal(true) });
+
+/** `details[0].code` of a 409 answer to a report. */
+export type RefusalCode = "lease_lost" | "offset_gap";
