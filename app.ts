@@ -24,6 +24,11 @@ import { streamRoutes } from "./routes/stream.ts";
 import { openStreamCount } from "./routes/stream_hub.ts";
 import { trainRoutes } from "./routes/train.ts";
 import { webRoutes } from "./web/routes.ts";
+import { workerRoutes } from "./routes/worker.ts";
+import type { Leases } from "./queue/leases.ts";
+import type { Reaper } from "./queue/reaper.ts";
+import { listWorkers } from "./queue/workers.ts";
+import { tokenGate } from "./routes/middleware.ts";
 
 export interface AppDeps {
   database: Database;
@@ -56,9 +61,13 @@ export interface AppDeps {
   maxStreams?: number;
   /** Seconds between keep-alive comments on an idle SSE stream (SSE_PING_SECONDS). */
   ssePingSeconds?: number;
+  /** Hosted mode (WORKERS=remote): remote workers claim jobs at /worker with this token. */
+  hosted?: { leases: Leases; reaper: Reaper; workerToken: string; leaseSeconds: number };
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/** A worker's output chunk carries up to 16 MiB of log text, JSON-escaped. */
+const MAX_WORKER_BODY_BYTES = 48 * 1024 * 1024;
 /** config.ts holds every default; an empty environment yields them. */
 const DEFAULTS = loadConfig({});
 
@@ -106,8 +115,48 @@ export function createApp(deps: AppDeps): Hono {
   // Before the token check: the page must load to ask for the token. It holds no data.
   app.route("/", webRoutes({ registry: deps.jobs.registry }));
   // The docs are open so a browser can load them; /metrics checks its own tokens.
-  app.use(bearerAuth(deps.apiToken, ["/health", "/metrics", "/openapi.json", "/docs", "/docs/*"]));
-  app.use(limitBody(MAX_BODY_BYTES, deps.bodyTimeoutMs ?? DEFAULTS.BODY_TIMEOUT_SECONDS * 1000));
+  const bodyTimeoutMs = deps.bodyTimeoutMs ?? DEFAULTS.BODY_TIMEOUT_SECONDS * 1000;
+  // The worker endpoints have their own token: API_TOKEN does not open them, nor WORKER_TOKEN
+  // the user endpoints.
+  app.use(
+    bearerAuth(deps.apiToken, [
+      "/health",
+      "/metrics",
+      "/openapi.json",
+      "/docs",
+      "/docs/*",
+      "/worker/*",
+    ]),
+  );
+  if (deps.hosted) {
+    const h = deps.hosted;
+    app.use("/worker/*", tokenGate([h.workerToken], "WORKER_TOKEN"));
+    app.use("/worker/*", limitBody(MAX_WORKER_BODY_BYTES, bodyTimeoutMs * 6));
+    app.route(
+      "/worker",
+      workerRoutes({
+        store: deps.store,
+        leases: h.leases,
+        reaper: h.reaper,
+        clock: deps.jobs.clock,
+        newId: deps.jobs.newId,
+        leaseSeconds: h.leaseSeconds,
+      }),
+    );
+  } else {
+    app.all("/worker/*", (c) =>
+      errorBody(
+        c,
+        404,
+        "this server runs its jobs itself (WORKERS=local); remote workers connect to a " +
+          "server started with WORKERS=remote",
+      ));
+  }
+  const userBody = limitBody(MAX_BODY_BYTES, bodyTimeoutMs);
+  app.use(async function userBodyLimit(c, next) {
+    if (c.req.path.startsWith("/worker/")) return await next();
+    return await userBody(c, next);
+  });
   // Static paths answer 405 before the routes run: otherwise `POST /train/jobs` would be
   // taken by `POST /train/:model_type` as a request to train a model type named "jobs".
   for (const [path, methods] of ROUTES) {
@@ -125,7 +174,15 @@ export function createApp(deps: AppDeps): Hono {
   };
   app.route(
     "/health",
-    healthRoutes({ ...deps, db: deps.database.db, startedAt: deps.startedAt ?? new Date() }),
+    healthRoutes({
+      ...deps,
+      db: deps.database.db,
+      startedAt: deps.startedAt ?? new Date(),
+      remote: deps.hosted && {
+        workers: () =>
+          listWorkers(deps.database.client, deps.jobs.clock, deps.hosted!.leaseSeconds * 1000),
+      },
+    }),
   );
   app.route(
     "/train",

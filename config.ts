@@ -43,6 +43,9 @@ const ConfigSchema = z.object({
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",
   }).optional(),
+  WORKERS: z.enum(["local", "remote"], { message: "must be local or remote" }).default("local"),
+  WORKER_TOKEN: z.string().min(16, { message: "must be at least 16 characters" }).optional(),
+  LEASE_SECONDS: z.coerce.number().min(1).max(3600).default(30),
   ALLOWED_HOSTS: z.string().regex(HOST_LIST, {
     message: "must be a comma-separated list of host names, like trainer.internal,my-pc.lan",
   }).transform((v) => v.split(",").map(hostPart)).optional(),
@@ -70,6 +73,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(
       `HOST=${config.HOST} is not a loopback address: set API_TOKEN to require a bearer ` +
         `token, or ALLOW_INSECURE=1 to serve without one`,
+    );
+  }
+  if (config.WORKERS === "remote" && !config.WORKER_TOKEN) {
+    throw new ConfigError(
+      `WORKERS=remote needs WORKER_TOKEN: the token remote workers send (at least 16 ` +
+        `characters, e.g. from \`openssl rand -hex 32\`); set the same value on each worker`,
+    );
+  }
+  if (config.WORKER_TOKEN && config.WORKER_TOKEN === config.API_TOKEN) {
+    throw new ConfigError(
+      `WORKER_TOKEN equals API_TOKEN: give them different values, so that a worker's token ` +
+        `cannot use the API and a user's token cannot act as a worker`,
     );
   }
   if (config.DATASET_TARGET && !config.DATASET_PATH) {

@@ -12,6 +12,8 @@ import { LocalPort } from "./jobs/worker_port.ts";
 import { loadRegistry } from "./models/registry.ts";
 import { RuntimeChecker } from "./models/runtime_checker.ts";
 import { checkSettings } from "./startup_checks.ts";
+import { Leases } from "./queue/leases.ts";
+import { Reaper } from "./queue/reaper.ts";
 
 const startedAt = new Date();
 const log = (message: string) => console.log(`[trainer] ${message}`);
@@ -29,51 +31,59 @@ const config = (() => {
   }
 })();
 await checkSettings(config).catch((e) => fail(e instanceof ConfigError ? e.message : String(e)));
-// Held until the process ends: recovery below must never touch a live server's jobs.
-const databaseLock = await lockDatabase(config.DATABASE_URL).catch((e) => fail(e.message));
+/** Hosted mode: jobs run on remote workers, and other API instances share the database. */
+const remote = config.WORKERS === "remote";
+// Held until the process ends: recovery below must never touch a live server's jobs. In
+// hosted mode several instances share the database and none runs a process to recover.
+const databaseLock = remote
+  ? null
+  : await lockDatabase(config.DATABASE_URL).catch((e) => fail(e.message));
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(e.message));
 const modelsDir = resolve(config.MODELS_DIR);
 const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
   .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${e.message}`));
-const store = await EventStore.open(database, systemClock);
-const recovered = await recover(store, { modelsDir, log });
-if (recovered.interrupted.length || recovered.killed.length) {
-  log(
-    `recovered: ${recovered.interrupted.length} interrupted job(s), killed pids ${
-      recovered.killed.join(", ") || "none"
-    }`,
-  );
-}
-
+const store = await EventStore.open(database, systemClock, { shared: remote });
 const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
-void runtimes.refresh().then((found) => {
-  for (const [type, r] of found) {
+const leases = new Leases(store, { clock: systemClock, leaseMs: config.LEASE_SECONDS * 1000 });
+const reaper = new Reaper(leases, { log });
+const supervisorThread = remote ? null : startSupervisor();
+if (remote) reaper.start();
+
+/** Local mode: recovers what a dead server left, then runs the supervisor thread. */
+async function startLocal(): Promise<void> {
+  const recovered = await recover(store, { modelsDir, log });
+  if (recovered.interrupted.length || recovered.killed.length) {
     log(
-      r.runnable
-        ? `model type ${type}: runnable with ${r.program}`
-        : `model type ${type}: NOT runnable: ${r.hint}`,
+      `recovered: ${recovered.interrupted.length} interrupted job(s), killed pids ${
+        recovered.killed.join(", ") || "none"
+      }`,
     );
   }
-});
+}
+if (!remote) await startLocal();
 
-// The supervisor runs on its own thread: the embedded database driver blocks this one while
-// it commits, and a child whose pipe is not drained meanwhile would stall.
-const supervisorThread = new Worker(new URL("./jobs/supervisor_thread.ts", import.meta.url), {
-  type: "module",
-});
-supervisorThread.addEventListener("error", (e) => {
-  e.preventDefault();
-  console.error(`[trainer] the supervisor thread failed: ${e.message}; exiting`);
-  Deno.exit(1);
-});
-servePort(new LocalPort(store), (type) => runtimes.get(type), supervisorThread);
-const threadOptions: SupervisorThreadOptions = {
-  registryPath: config.MODEL_REGISTRY,
-  modelsDir,
-  maxConcurrent: config.MAX_CONCURRENT_JOBS,
-  graceSeconds: config.CANCEL_GRACE_SECONDS,
-  workerId: `local-${Deno.hostname()}-${Deno.pid}`,
-};
+function startSupervisor(): Worker {
+  void runtimes.refresh().then((found) => {
+    for (const [type, r] of found) {
+      log(
+        r.runnable
+          ? `model type ${type}: runnable with ${r.program}`
+          : `model type ${type}: NOT runnable: ${r.hint}`,
+      );
+    }
+  });
+  // The supervisor runs on its own thread: the embedded database driver blocks this one
+  // while it commits, and a child whose pipe is not drained meanwhile would stall.
+  const thread = new Worker(new URL("./jobs/supervisor_thread.ts", import.meta.url), {
+    type: "module",
+  });
+  thread.addEventListener("error", (e) => {
+    e.preventDefault();
+    console.error(`[trainer] the supervisor thread failed: ${e.message}; exiting`);
+    Deno.exit(1);
+  });
+  return thread;
+}
 
 const lifecycle = { shuttingDown: false };
 const app = createApp({
@@ -107,6 +117,9 @@ const app = createApp({
   startedAt,
   maxStreams: config.MAX_STREAMS,
   ssePingSeconds: config.SSE_PING_SECONDS,
+  hosted: remote
+    ? { leases, reaper, workerToken: config.WORKER_TOKEN!, leaseSeconds: config.LEASE_SECONDS }
+    : undefined,
 });
 
 const server = (() => {
@@ -116,14 +129,27 @@ const server = (() => {
       port: config.PORT,
       onListen: ({ hostname, port }) =>
         log(
-          `listening on http://${hostname}:${port} (database ${config.DATABASE_URL}, models ${modelsDir})`,
+          `listening on http://${hostname}:${port} (database ${config.DATABASE_URL}, ${
+            remote ? "jobs run on remote workers" : `models ${modelsDir}`
+          })`,
         ),
     }, app.fetch);
   } catch (e) {
     fail(`cannot listen on HOST=${config.HOST} PORT=${config.PORT}: ${(e as Error).message}`);
   }
 })();
-supervisorThread.postMessage({ init: threadOptions });
+if (supervisorThread) {
+  // After recovery, so the supervisor never takes a job that recovery is still ending.
+  servePort(new LocalPort(store), (type) => runtimes.get(type), supervisorThread);
+  const threadOptions: SupervisorThreadOptions = {
+    registryPath: config.MODEL_REGISTRY,
+    modelsDir,
+    maxConcurrent: config.MAX_CONCURRENT_JOBS,
+    graceSeconds: config.CANCEL_GRACE_SECONDS,
+    workerId: `local-${Deno.hostname()}-${Deno.pid}`,
+  };
+  supervisorThread.postMessage({ init: threadOptions });
+}
 
 let signals = 0;
 async function shutdown(signal: string): Promise<void> {
@@ -133,7 +159,8 @@ async function shutdown(signal: string): Promise<void> {
   }
   log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
   lifecycle.shuttingDown = true;
-  await stopSupervisor();
+  reaper.stop();
+  if (supervisorThread) await stopSupervisor(supervisorThread);
   await store.flush();
   await server.shutdown();
   database.close();
@@ -142,7 +169,7 @@ async function shutdown(signal: string): Promise<void> {
   Deno.exit(0);
 }
 /** Asks the supervisor thread to stop its jobs; resolves once they are recorded. */
-function stopSupervisor(): Promise<void> {
+function stopSupervisor(supervisorThread: Worker): Promise<void> {
   return new Promise((resolve) => {
     supervisorThread.addEventListener("message", (e: MessageEvent) => {
       if (e.data?.control === "stopped") resolve();

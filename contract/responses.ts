@@ -78,7 +78,15 @@ const ProcessView = z.object({
   signal: z.string().nullable(),
   stopped_with: z.string().nullable(),
   group_gone: z.boolean().nullable(),
+  worker_name: z.string().nullable().meta({
+    description: "The remote worker that runs the process (hosted mode); null when local",
+  }),
 });
+
+const WorkerView = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+}).meta({ description: "The worker that ran (or runs) the job's latest attempt" });
 
 /** A job as `GET /train/status/{job_id}` shows it. */
 export const StatusView = z.object({
@@ -116,6 +124,11 @@ export const StatusView = z.object({
   children: z.array(ChildView).nullable(),
   log_lines: z.int(),
   process: ProcessView.nullable(),
+  worker: WorkerView.nullable(),
+  attempt: z.int().meta({ description: "The job's latest run, from 1; 0 before it starts" }),
+  max_attempts: z.int().meta({
+    description: "Runs allowed when a worker is lost (hosted mode)",
+  }),
 });
 
 export const StatusResponse = z.object({
@@ -207,6 +220,17 @@ const Runtime = z.union([
   z.object({ runnable: z.null(), checking: z.literal(true) }),
 ]);
 
+const WorkerHealth = z.object({
+  worker_id: z.string(),
+  name: z.string(),
+  model_types: z.array(z.string()),
+  max_concurrent: z.int(),
+  registered_at: Time,
+  last_heartbeat: Time,
+  running: z.int(),
+  alive: z.boolean().meta({ description: "Heard from within LEASE_SECONDS" }),
+});
+
 export const HealthResponse = z.object({
   status: z.enum(["ok", "error", "shutting_down"]),
   database: z.string(),
@@ -215,4 +239,8 @@ export const HealthResponse = z.object({
   max_concurrent_jobs: z.int(),
   model_types: z.record(z.string(), Runtime),
   uptime_seconds: z.int(),
+  workers_mode: z.enum(["local", "remote"]),
+  workers: z.array(WorkerHealth).optional().meta({
+    description: "Hosted mode: the workers heard from most recently, newest first",
+  }),
 });

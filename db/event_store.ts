@@ -6,7 +6,15 @@
  * rows they touch are upserted in the same batch, so the projection can never disagree with
  * the log. A unit's promise resolves only after its transaction is durable. If a batch
  * fails, its units are retried one by one so one bad unit cannot sink the others.
+ *
+ * A shared store (hosted mode: several API instances on one database) caches nothing and
+ * takes its sequence numbers from the database: each batch starts after the log's current
+ * end. Two instances that append at once collide on a seq or on a job's (job_id, version),
+ * the unique keys that the triggers of migration 0002 guard; the loser runs its units again
+ * on fresh state (optimistic concurrency), so no event is lost, duplicated or decided on a
+ * stale state.
  */
+import type { InStatement } from "@libsql/client";
 import { eq, inArray, or, sql } from "drizzle-orm";
 import { type Command, decide } from "../jobs/decide.ts";
 import { ConflictError } from "../errors.ts";
@@ -24,6 +32,8 @@ export interface UnitOfWork {
   /** Decides `command` against the job's current state and stages the resulting events. */
   execute(jobId: string, command: Command): Promise<StoredEvent[]>;
   findByIdempotencyKey(key: string): Promise<JobState | undefined>;
+  /** Adds a statement to the unit's transaction (a lease update that goes with its events). */
+  also(statement: InStatement): void;
 }
 
 export type CommitListener = (events: StoredEvent[], states: ReadonlyMap<string, JobState>) => void;
@@ -35,6 +45,13 @@ interface Pending {
 }
 
 const MAX_UNITS_PER_BATCH = 512;
+/** Tries of a shared store's batch that lost a race to another instance. */
+const MAX_CONFLICT_TRIES = 20;
+
+export interface StoreOptions {
+  /** Other processes write to the same database (hosted mode). */
+  shared?: boolean;
+}
 
 export class EventStore {
   #queue: Pending[] = [];
@@ -44,14 +61,21 @@ export class EventStore {
   #active = new Map<string, JobState>();
   #listeners: CommitListener[] = [];
 
-  private constructor(readonly database: Database, readonly clock: Clock) {}
+  private constructor(
+    readonly database: Database,
+    readonly clock: Clock,
+    readonly shared: boolean,
+  ) {}
 
   /** Opens the store: finds the log's end and loads every job that can still change. */
-  static async open(database: Database, clock: Clock): Promise<EventStore> {
-    const store = new EventStore(database, clock);
-    const [{ max }] = await database.db.select({ max: sql<number | null>`max(${events.seq})` })
-      .from(events);
-    store.#nextSeq = (max ?? 0) + 1;
+  static async open(
+    database: Database,
+    clock: Clock,
+    options: StoreOptions = {},
+  ): Promise<EventStore> {
+    const store = new EventStore(database, clock, options.shared ?? false);
+    store.#nextSeq = await store.#logEnd() + 1;
+    if (store.shared) return store;
     const rows = await database.db.select().from(jobs).where(
       or(
         inArray(jobs.status, ["started", "running"]),
@@ -79,6 +103,14 @@ export class EventStore {
   /** Jobs that can still change, from memory. */
   activeJobs(): JobState[] {
     return [...this.#active.values()];
+  }
+
+  /** The highest seq in the log (0 when empty). */
+  async #logEnd(): Promise<number> {
+    const [{ max }] = await this.database.db.select({
+      max: sql<number | null>`max(${events.seq})`,
+    }).from(events);
+    return max ?? 0;
   }
 
   /** Reads one job's current state (committed). */
@@ -110,10 +142,12 @@ export class EventStore {
     }
   }
 
-  async #commit(batch: Pending[], retryAlone: boolean): Promise<void> {
+  async #commit(batch: Pending[], retryAlone: boolean, tries = 0): Promise<void> {
+    if (this.shared) this.#nextSeq = await this.#logEnd() + 1;
     const firstSeq = this.#nextSeq;
     const staged = new Map<string, JobState>();
     const appended: StoredEvent[] = [];
+    const extra: InStatement[] = [];
     const done: { p: Pending; value: unknown }[] = [];
     for (const p of batch) {
       const unit = new Unit(this, staged);
@@ -122,13 +156,14 @@ export class EventStore {
         const value = await p.fn(unit);
         for (const [id, s] of unit.states) staged.set(id, s);
         for (const e of unit.events) appended.push(e);
+        extra.push(...unit.extra);
         done.push({ p, value });
       } catch (error) {
         this.#nextSeq = unitSeq;
         p.reject(error);
       }
     }
-    if (appended.length === 0) {
+    if (appended.length === 0 && extra.length === 0) {
       for (const { p, value } of done) p.resolve(value);
       return;
     }
@@ -136,9 +171,14 @@ export class EventStore {
       // Inside the try: a failed read here must reject the batch's units, not escape the
       // drain loop as an unhandled rejection and leave them pending forever.
       await this.#deriveParents(staged);
-      await this.#write(appended, staged);
+      await this.#write(appended, staged, extra);
     } catch (error) {
       this.#nextSeq = firstSeq;
+      if (this.shared && tries < MAX_CONFLICT_TRIES && LOST_RACE.test(String(error))) {
+        // Another instance appended first: decide again on what it wrote.
+        await new Promise((r) => setTimeout(r, Math.random() * 5 * (tries + 1)));
+        return await this.#commit(done.map((d) => d.p), retryAlone, tries + 1);
+      }
       if (retryAlone && done.length > 1) {
         for (const { p } of done) await this.#commit([p], false);
       } else {
@@ -147,7 +187,7 @@ export class EventStore {
       return;
     }
     for (const [id, s] of staged) {
-      if (isTerminal(s.status) && !s.process?.alive) this.#active.delete(id);
+      if (this.shared || (isTerminal(s.status) && !s.process?.alive)) this.#active.delete(id);
       else this.#active.set(id, s);
     }
     for (const { p, value } of done) p.resolve(value);
@@ -180,8 +220,12 @@ export class EventStore {
     }
   }
 
-  async #write(appended: StoredEvent[], staged: Map<string, JobState>): Promise<void> {
-    const statements = [...insertEvents(appended), ...upsertJobs([...staged.values()])];
+  async #write(
+    appended: StoredEvent[],
+    staged: Map<string, JobState>,
+    extra: InStatement[],
+  ): Promise<void> {
+    const statements = [...insertEvents(appended), ...upsertJobs([...staged.values()]), ...extra];
     await this.database.client.batch(statements, "write");
   }
 
@@ -190,6 +234,10 @@ export class EventStore {
     return this.#nextSeq++;
   }
 }
+
+/** A shared store's batch collided with another instance's append (see the header). */
+const LOST_RACE =
+  /event with this (seq|job_id and version) already exists|UNIQUE constraint failed: (events\.|jobs\.idempotency_key)/;
 
 /**
  * A second stream with the same id collides on (job_id, version): the job exists. The
@@ -206,6 +254,7 @@ function asConflict(error: unknown): unknown {
 class Unit implements UnitOfWork {
   states = new Map<string, JobState>();
   events: StoredEvent[] = [];
+  extra: InStatement[] = [];
 
   constructor(readonly store: EventStore, readonly batch: ReadonlyMap<string, JobState>) {}
 
@@ -238,6 +287,10 @@ class Unit implements UnitOfWork {
     if (state) this.states.set(jobId, state);
     for (const e of stored) this.events.push(e);
     return stored;
+  }
+
+  also(statement: InStatement): void {
+    this.extra.push(statement);
   }
 
   async findByIdempotencyKey(key: string): Promise<JobState | undefined> {

@@ -55,6 +55,8 @@ export const jobs = sqliteTable("jobs", {
   warnings: text("warnings", { mode: "json" }).notNull(),
   log_lines: integer("log_lines").notNull(),
   process: text("process", { mode: "json" }),
+  attempt: integer("attempt").notNull().default(0),
+  max_attempts: integer("max_attempts").notNull().default(1),
 }, (t) => [
   index("jobs_status_seq").on(t.status, t.submitted_seq),
   index("jobs_seq").on(t.submitted_seq),
@@ -73,3 +75,36 @@ export const jobCounts = sqliteTable("job_counts", {
   model_type: text("model_type").notNull(),
   n: integer("n").notNull(),
 }, (t) => [primaryKey({ columns: [t.status, t.model_type] })]);
+
+/**
+ * Leases of claimed jobs (hosted mode): operational state next to the projection, not derived
+ * from the log. One row per attempt; `active` while a worker holds it. The claim is a single
+ * INSERT … SELECT (queue/claim.ts), and the primary key makes an attempt claimable once.
+ */
+export const leases = sqliteTable("leases", {
+  job_id: text("job_id").notNull(),
+  attempt: integer("attempt").notNull(),
+  worker_id: text("worker_id").notNull(),
+  token: text("token").notNull(),
+  claim_id: text("claim_id").notNull(),
+  claimed_at: text("claimed_at").notNull(),
+  /** Milliseconds since the epoch: compared in SQL on every claim and reap. */
+  expires_at: integer("expires_at").notNull(),
+  active: integer("active").notNull(),
+  /** Output events of this attempt stored so far: the next chunk's expected offset. */
+  output_offset: integer("output_offset").notNull().default(0),
+}, (t) => [
+  primaryKey({ columns: [t.job_id, t.attempt] }),
+  index("leases_active_expiry").on(t.active, t.expires_at),
+  index("leases_claim").on(t.claim_id),
+]);
+
+/** Remote workers that registered, with their last heartbeat (GET /health lists them). */
+export const workers = sqliteTable("workers", {
+  worker_id: text("worker_id").primaryKey(),
+  name: text("name").notNull(),
+  model_types: text("model_types", { mode: "json" }).$type<string[]>().notNull(),
+  max_concurrent: integer("max_concurrent").notNull(),
+  registered_at: text("registered_at").notNull(),
+  last_heartbeat: text("last_heartbeat").notNull(),
+}, (t) => [index("workers_name").on(t.name)]);

@@ -44,7 +44,9 @@ export type Command =
   | { type: "cancel"; reason: string }
   | { type: "fail"; reason: FailureReason; error: string; evidence?: Record<string, unknown> }
   /** Processes of an ended job, still carrying its id, were found and killed (at restart). */
-  | { type: "strays_killed"; pids: number[] };
+  | { type: "strays_killed"; pids: number[] }
+  /** The lease of a job with attempts left expired: it waits for a worker again. */
+  | { type: "requeue"; data: EventOf<"requeued">["data"] };
 
 /** Decides one command against one job's state. */
 export function decide(command: Command, state: JobState | undefined, jobId: string): JobEvent[] {
@@ -110,6 +112,9 @@ export function decide(command: Command, state: JobState | undefined, jobId: str
             `TRAIN_JOB_ID after it ended (pids ${command.pids.join(", ")})`,
         },
       }];
+    case "requeue":
+      if (isTerminal(state.status) || state.children) return [];
+      return [{ type: "requeued", data: command.data }];
     default: {
       const never: never = command;
       throw new Error(`unhandled command ${JSON.stringify(never)}`);

@@ -24,6 +24,7 @@ export const FAILURE_REASONS = [
   "invalid_hyperparameters",
   "runtime_error",
   "output_failed",
+  "worker_lost",
 ] as const;
 export const FailureReason = z.enum(FAILURE_REASONS);
 export type FailureReason = z.infer<typeof FailureReason>;
@@ -43,6 +44,8 @@ export const Submitted = z.object({
     artifact_path: z.string().nullable(),
     idempotency_key: z.string().nullable(),
     request_hash: z.string().nullable(),
+    /** Runs a job may get when its worker is lost (hosted mode); 1 when absent. */
+    max_attempts: z.number().int().min(1).max(10).optional(),
   }),
 });
 
@@ -54,6 +57,26 @@ export const Started = z.object({
     start_ticks: z.number().int().nullable(),
     worker_id: z.string(),
     command: z.array(z.string()),
+    /** A remote worker's name (WORKER_NAME); absent for the local supervisor. */
+    worker_name: z.string().optional(),
+    /** Which run of the job this is, counted from 1 (hosted mode); absent means 1. */
+    attempt: z.number().int().positive().optional(),
+  }),
+});
+
+/**
+ * The worker that held the job stopped heartbeating and its lease expired, and the job had
+ * attempts left: it waits for a worker again. Any process of that attempt is abandoned.
+ */
+export const Requeued = z.object({
+  type: z.literal("requeued"),
+  data: z.object({
+    attempt: z.number().int().positive(),
+    reason: z.literal("worker_lost"),
+    worker_id: z.string(),
+    worker_name: z.string().nullable(),
+    last_heartbeat: z.string().nullable(),
+    lease_expired_at: z.string(),
   }),
 });
 
@@ -136,6 +159,7 @@ export const JobEvent = z.discriminatedUnion("type", [
   Failed,
   Cancelled,
   ProcessExited,
+  Requeued,
 ]);
 export type JobEvent = z.infer<typeof JobEvent>;
 export type JobEventType = JobEvent["type"];

@@ -41,6 +41,7 @@ export interface SubmitRequest {
   use_cv: boolean;
   hyperparameters: Record<string, unknown> | null;
   timeout_seconds?: number;
+  max_attempts?: number;
 }
 
 export interface Submission {
@@ -91,6 +92,7 @@ export async function submitJob(
       timeout_seconds: timeout,
       idempotency_key: null,
       request_hash: null,
+      ...(req.max_attempts && req.max_attempts > 1 ? { max_attempts: req.max_attempts } : {}),
     };
     if (all) {
       await uow.execute(parentId, {
@@ -189,5 +191,6 @@ function requestHash(
     use_cv: req.use_cv,
     hyperparameters: Object.fromEntries(shares),
     timeout,
+    ...(req.max_attempts && req.max_attempts > 1 ? { max_attempts: req.max_attempts } : {}),
   }));
 }

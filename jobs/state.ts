@@ -18,6 +18,8 @@ export interface ProcessInfo {
   start_ticks: number | null;
   worker_id: string;
   command: string[];
+  worker_name?: string;
+  attempt?: number;
   /** True from `started` until the process is known to have ended. */
   alive: boolean;
   exit_code: number | null;
@@ -56,6 +58,9 @@ export interface JobState {
   warnings: string[];
   log_lines: number;
   process: ProcessInfo | null;
+  /** The run of the job that started last (0 before the first claim). */
+  attempt: number;
+  max_attempts: number;
 }
 
 export const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "failed", "cancelled"]);
@@ -101,6 +106,8 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
       warnings: [],
       log_lines: 0,
       process: null,
+      attempt: 0,
+      max_attempts: event.data.max_attempts ?? 1,
     };
   }
   if (!state) throw new Error(`event ${event.type} for unknown job ${stored.job_id}`);
@@ -115,9 +122,28 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
         stopped_with: null,
         group_gone: null,
       };
-      if (s.status !== "started") return { ...s, process };
-      return { ...s, process, status: "running", started_at: at, message: "Training running" };
+      const attempt = event.data.attempt ?? s.attempt + 1;
+      if (s.status !== "started") return { ...s, process, attempt };
+      return {
+        ...s,
+        process,
+        attempt,
+        status: "running",
+        started_at: at,
+        message: "Training running",
+      };
     }
+    case "requeued":
+      return {
+        ...s,
+        status: s.status === "running" ? "started" : s.status,
+        process: null,
+        started_at: null,
+        progress: null,
+        attempt: event.data.attempt,
+        message: `Waiting for a worker: attempt ${event.data.attempt} of ${s.max_attempts} was ` +
+          `lost with worker ${event.data.worker_name ?? event.data.worker_id}`,
+      };
     case "progress":
       return { ...s, progress: { ...event.data, at } };
     case "log":

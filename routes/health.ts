@@ -11,6 +11,7 @@ import type { EventStore } from "../db/event_store.ts";
 import type { RuntimeChecker } from "../models/runtime_checker.ts";
 import { isWaiting } from "../jobs/state.ts";
 import { hasToken } from "./middleware.ts";
+import type { WorkerInfo } from "../queue/workers.ts";
 
 export interface HealthDeps {
   db: Db;
@@ -20,6 +21,8 @@ export interface HealthDeps {
   lifecycle: { shuttingDown: boolean };
   startedAt: Date;
   apiToken?: string;
+  /** Hosted mode: the registered workers. Jobs run on them, and counts come from the table. */
+  remote?: { workers(): Promise<WorkerInfo[]> };
 }
 
 export function healthRoutes(deps: HealthDeps): Hono {
@@ -36,6 +39,7 @@ export function healthRoutes(deps: HealthDeps): Hono {
     if (!hasToken(c.req.header("authorization"), deps.apiToken)) {
       return c.json({ status }, ok ? 200 : 503);
     }
+    if (deps.remote) return c.json(await remoteHealth(deps, status, database), ok ? 200 : 503);
     const active = deps.store.activeJobs();
     const runtimes = deps.runtimes.snapshot();
     const model_types = Object.fromEntries(
@@ -58,7 +62,42 @@ export function healthRoutes(deps: HealthDeps): Hono {
       max_concurrent_jobs: deps.maxConcurrent,
       model_types,
       uptime_seconds: Math.round((Date.now() - deps.startedAt.getTime()) / 1000),
+      workers_mode: "local" as const,
     }, ok ? 200 : 503);
   });
   return app;
+}
+
+/**
+ * Hosted mode: other instances share the queue, so counts come from the `job_counts` rows
+ * (parents of "all" left out), and a model type is runnable when a live worker offers it.
+ */
+async function remoteHealth(deps: HealthDeps, status: string, database: string) {
+  const workers = await deps.remote!.workers();
+  const rs = await deps.store.database.client.execute(
+    "SELECT status, sum(n) AS n FROM job_counts WHERE model_type != 'all' GROUP BY status",
+  );
+  const count = (s: string) => Number(rs.rows.find((r) => r.status === s)?.n ?? 0);
+  const model_types = Object.fromEntries(
+    [...deps.runtimes.registry.keys()].map((name) => {
+      const offered = workers.some((w) => w.alive && w.model_types.includes(name));
+      return [name, {
+        runnable: offered,
+        program: null,
+        missing: [],
+        hint: offered ? null : "no live worker offers this model type",
+      }];
+    }),
+  );
+  return {
+    status,
+    database,
+    queue_depth: count("started"),
+    running: count("running"),
+    max_concurrent_jobs: workers.filter((w) => w.alive).reduce((n, w) => n + w.max_concurrent, 0),
+    model_types,
+    uptime_seconds: Math.round((Date.now() - deps.startedAt.getTime()) / 1000),
+    workers_mode: "remote" as const,
+    workers,
+  };
 }

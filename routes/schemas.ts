@@ -24,6 +24,8 @@ const options = {
   use_cv: z.boolean().default(true),
   hyperparameters: Hyperparameters.default(null),
   timeout_seconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+  /** Hosted mode: runs the job may get when a worker is lost (1 = fail with worker_lost). */
+  max_attempts: z.number().int().min(1).max(10).optional(),
 };
 
 export const TrainingRequest = z.strictObject({

@@ -52,7 +52,13 @@ export function statusView(
         signal: job.process.signal,
         stopped_with: job.process.stopped_with,
         group_gone: job.process.group_gone,
+        worker_name: job.process.worker_name ?? null,
       },
+    worker: job.process
+      ? { id: job.process.worker_id, name: job.process.worker_name ?? null }
+      : null,
+    attempt: job.attempt,
+    max_attempts: job.max_attempts,
   };
 }
 

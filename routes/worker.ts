@@ -1,0 +1,154 @@
+/**
+ * The worker endpoints of hosted mode (`/worker/*`, WORKER_TOKEN only). The protocol and
+ * its messages are in contract/worker.ts; leases and their fence in queue/leases.ts.
+ */
+import { Hono } from "hono";
+import {
+  ClaimRequest,
+  ExitRequest,
+  FailRequest,
+  HeartbeatRequest,
+  OutputRequest,
+  RegisterRequest,
+  StartedRequest,
+} from "../contract/worker.ts";
+import type { Clock } from "../db/clock.ts";
+import type { EventStore } from "../db/event_store.ts";
+import type { OutputEvent } from "../jobs/decide.ts";
+import { type LeaseRef, Leases, OffsetGapError } from "../queue/leases.ts";
+import type { Reaper } from "../queue/reaper.ts";
+import { registerWorker } from "../queue/workers.ts";
+import { check, jobIdParam, readJson } from "./input.ts";
+
+export interface WorkerRouteDeps {
+  store: EventStore;
+  leases: Leases;
+  reaper: Reaper;
+  clock: Clock;
+  newId: () => string;
+  leaseSeconds: number;
+}
+
+const MAX_WAIT_MS = 20_000;
+/** Another instance's submissions wake no one here: a waiting claim looks again this often. */
+const CLAIM_POLL_MS = 500;
+
+export function workerRoutes(deps: WorkerRouteDeps): Hono {
+  const app = new Hono();
+  const wake = wakeOnWork(deps.store);
+  const heartbeatSeconds = Math.min(1, deps.leaseSeconds / 3);
+
+  app.post("/register", async (c) => {
+    const body = check(RegisterRequest, await readJson(c, true), "request body");
+    const worker_id = `${body.name.replace(/[^A-Za-z0-9._-]/g, "_")}-${deps.newId().slice(0, 8)}`;
+    await registerWorker(deps.store.database.client, deps.clock, { ...body, worker_id });
+    await deps.reaper.maybe();
+    return c.json({
+      worker_id,
+      lease_seconds: deps.leaseSeconds,
+      heartbeat_seconds: heartbeatSeconds,
+    });
+  });
+
+  app.post("/claim", async (c) => {
+    const body = check(ClaimRequest, await readJson(c, true), "request body");
+    const deadline = Date.now() + Math.min(MAX_WAIT_MS, (body.wait_seconds ?? 20) * 1000);
+    const gone = c.req.raw.signal;
+    for (;;) {
+      await deps.reaper.maybe();
+      const jobs = await deps.leases.claim(body.worker_id, body.claim_id, body.max);
+      const left = deadline - Date.now();
+      if (jobs.length || left <= 0 || gone.aborted) return c.json({ jobs });
+      await wake(Math.min(left, CLAIM_POLL_MS), gone);
+    }
+  });
+
+  app.post("/heartbeat", async (c) => {
+    const body = check(HeartbeatRequest, await readJson(c, true), "request body");
+    const jobs = await deps.leases.heartbeat(body.worker_id, body.leases);
+    void deps.reaper.maybe();
+    return c.json({ lease_seconds: deps.leaseSeconds, jobs });
+  });
+
+  app.post("/jobs/:job_id/started", async (c) => {
+    const job_id = jobIdParam(c);
+    const body = check(StartedRequest, await readJson(c, true), "request body");
+    const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
+    const cancelled = await deps.store.run(async (uow) => {
+      await deps.leases.hold(uow, ref);
+      await uow.execute(job_id, {
+        type: "start",
+        data: { ...body.process, attempt: body.attempt },
+      });
+      return (await uow.get(job_id))?.status === "cancelled";
+    });
+    return c.json({ cancelled });
+  });
+
+  app.post("/jobs/:job_id/output", async (c) => {
+    const job_id = jobIdParam(c);
+    const body = check(OutputRequest, await readJson(c, true), "request body");
+    const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
+    const next_offset = await deps.store.run(async (uow) => {
+      const { offset } = await deps.leases.hold(uow, ref);
+      if (body.offset > offset) throw new OffsetGapError(job_id, offset, body.offset);
+      // A chunk sent again (its answer was lost) is stored once: skip what is already held.
+      const fresh = body.events.slice(offset - body.offset) as OutputEvent[];
+      if (fresh.length === 0) return offset;
+      await uow.execute(job_id, { type: "output", events: fresh });
+      deps.leases.advance(uow, ref, fresh.length);
+      return offset + fresh.length;
+    });
+    return c.json({ next_offset });
+  });
+
+  app.post("/jobs/:job_id/exit", async (c) => {
+    const job_id = jobIdParam(c);
+    const body = check(ExitRequest, await readJson(c, true), "request body");
+    const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
+    await deps.store.run(async (uow) => {
+      await deps.leases.hold(uow, ref);
+      await uow.execute(job_id, { type: "exit", report: body.report });
+      deps.leases.end(uow, ref);
+    });
+    return c.json({ ok: true });
+  });
+
+  app.post("/jobs/:job_id/fail", async (c) => {
+    const job_id = jobIdParam(c);
+    const body = check(FailRequest, await readJson(c, true), "request body");
+    const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
+    await deps.store.run(async (uow) => {
+      await deps.leases.hold(uow, ref);
+      await uow.execute(job_id, { type: "fail", reason: body.reason, error: body.error });
+      deps.leases.end(uow, ref);
+    });
+    return c.json({ ok: true });
+  });
+
+  return app;
+}
+
+/**
+ * A wait that ends early when this instance commits work a worker could take (a
+ * submission, a requeue), or when the client goes away.
+ */
+function wakeOnWork(store: EventStore): (ms: number, gone: AbortSignal) => Promise<void> {
+  const waiting = new Set<() => void>();
+  store.onCommit((events) => {
+    if (!events.some((e) => e.event.type === "submitted" || e.event.type === "requeued")) return;
+    for (const wake of [...waiting]) wake();
+  });
+  return (ms, gone) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        waiting.delete(done);
+        gone.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiting.add(done);
+      gone.addEventListener("abort", done);
+    });
+}
