@@ -53,13 +53,14 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
   app.post("/claim", async (c) => {
     const body = check(ClaimRequest, await readJson(c, true), "request body");
     const deadline = Date.now() + Math.min(MAX_WAIT_MS, (body.wait_seconds ?? 20) * 1000);
-    const gone = c.req.raw.signal;
+    // A worker that goes away mid-poll may still be given jobs: it claims again with a new
+    // claim id, and the leases of the answer it never read expire like any lost worker's.
     for (;;) {
       await deps.reaper.maybe();
       const jobs = await deps.leases.claim(body.worker_id, body.claim_id, body.max);
       const left = deadline - Date.now();
-      if (jobs.length || left <= 0 || gone.aborted) return c.json({ jobs });
-      await wake(Math.min(left, CLAIM_POLL_MS), gone);
+      if (jobs.length || left <= 0) return c.json({ jobs });
+      await wake(Math.min(left, CLAIM_POLL_MS));
     }
   });
 
@@ -129,26 +130,21 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
   return app;
 }
 
-/**
- * A wait that ends early when this instance commits work a worker could take (a
- * submission, a requeue), or when the client goes away.
- */
-function wakeOnWork(store: EventStore): (ms: number, gone: AbortSignal) => Promise<void> {
+/** A wait that ends early when this instance commits work a worker could take. */
+function wakeOnWork(store: EventStore): (ms: number) => Promise<void> {
   const waiting = new Set<() => void>();
   store.onCommit((events) => {
     if (!events.some((e) => e.event.type === "submitted" || e.event.type === "requeued")) return;
     for (const wake of [...waiting]) wake();
   });
-  return (ms, gone) =>
+  return (ms) =>
     new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
         waiting.delete(done);
-        gone.removeEventListener("abort", done);
         resolve();
       };
       const timer = setTimeout(done, ms);
       waiting.add(done);
-      gone.addEventListener("abort", done);
     });
 }
