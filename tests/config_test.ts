@@ -29,6 +29,9 @@ Deno.test("defaults", () => {
     DATASET_TASK: undefined,
     MAX_STREAMS: 256,
     SSE_PING_SECONDS: 15,
+    WORKERS: "local",
+    WORKER_TOKEN: undefined,
+    LEASE_SECONDS: 30,
   });
   assert.ok(Object.isFrozen(c));
   assert.deepEqual({ ...loadConfig({ PORT: "", API_TOKEN: "" }) }, { ...c }, "empty means unset");
@@ -137,4 +140,19 @@ Deno.test("a non-loopback HOST needs API_TOKEN or ALLOW_INSECURE=1", async (t) =
       assert.throws(() => loadConfig({ HOST: host }), ConfigError);
     }
   });
+});
+
+Deno.test("hosted mode: WORKERS=remote needs its own WORKER_TOKEN", () => {
+  assert.throws(() => loadConfig({ WORKERS: "remote" }), /WORKERS=remote needs WORKER_TOKEN/);
+  assert.throws(() => loadConfig({ WORKERS: "cloud" }), /WORKERS="cloud": must be local or remote/);
+  assert.throws(() => loadConfig({ WORKER_TOKEN: "short" }), /WORKER_TOKEN="short": must be/);
+  const token = "0123456789abcdef0123";
+  assert.throws(
+    () => loadConfig({ WORKERS: "remote", WORKER_TOKEN: token, API_TOKEN: token }),
+    /WORKER_TOKEN equals API_TOKEN/,
+  );
+  const c = loadConfig({ WORKERS: "remote", WORKER_TOKEN: token, LEASE_SECONDS: "5" });
+  assert.equal(c.WORKERS, "remote");
+  assert.equal(c.LEASE_SECONDS, 5);
+  assert.throws(() => loadConfig({ LEASE_SECONDS: "0" }), /LEASE_SECONDS="0"/);
 });
