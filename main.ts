@@ -18,6 +18,13 @@ import { Reaper } from "./queue/reaper.ts";
 const startedAt = new Date();
 const log = (message: string) => console.log(`[trainer] ${message}`);
 
+/** The innermost error's message: drizzle wraps the driver's ("fetch failed: ECONNREFUSED"). */
+function rootCause(e: unknown): string {
+  let err = e as { message?: string; cause?: unknown };
+  while (err?.cause && typeof err.cause === "object") err = err.cause as typeof err;
+  return (err?.message ?? String(e)).split("\n")[0];
+}
+
 function fail(message: string): never {
   console.error(`[trainer] ${message}`);
   Deno.exit(2);
@@ -41,7 +48,7 @@ const databaseLock = remote
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(e.message));
 const modelsDir = resolve(config.MODELS_DIR);
 const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
-  .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${e.message}`));
+  .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${rootCause(e)}`));
 const store = await EventStore.open(database, systemClock, { shared: remote });
 const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
 const leases = new Leases(store, { clock: systemClock, leaseMs: config.LEASE_SECONDS * 1000 });

@@ -1,5 +1,6 @@
 /** Opens the libSQL database (embedded file or remote server) and applies migrations. */
 import { type Client, createClient } from "@libsql/client";
+import { createClient as createRemoteClient } from "@libsql/client/web";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { dirname } from "node:path";
@@ -24,7 +25,10 @@ export async function openDatabase(url: string, authToken?: string): Promise<Dat
     const path = url.slice("file:".length);
     if (path && path !== ":memory:") await Deno.mkdir(dirname(path), { recursive: true });
   }
-  const client = createClient({ url, authToken });
+  // A server (sqld, Turso) is reached with the web client: HTTP batches, no native addon.
+  const client = url.startsWith("file:")
+    ? createClient({ url, authToken })
+    : createRemoteClient({ url, authToken });
   if (url.startsWith("file:")) {
     // WAL lets readers proceed during a commit; synchronous=FULL keeps every acknowledged
     // commit durable across power loss (a 2xx means the events are on disk).
