@@ -49,6 +49,7 @@ export function seconds(ms: number): string {
  */
 export class Outage {
   #down = false;
+  #back: { promise: Promise<void>; resolve(): void } = Promise.withResolvers<void>();
 
   constructor(readonly url: string, readonly warn: (message: string) => void) {}
 
@@ -66,5 +67,15 @@ export class Outage {
     if (!this.#down) return;
     this.#down = false;
     this.warn(`TRAINER_URL=${this.url} answers again`);
+    this.#back.resolve();
+    this.#back = Promise.withResolvers<void>();
+  }
+
+  /**
+   * Waits `ms`, or less if another call gets through meanwhile: reports held back by an
+   * outage go out as soon as the API is back, not after their grown backoff.
+   */
+  retryAfter(ms: number): Promise<void> {
+    return Promise.race([sleep(ms), this.#back.promise]);
   }
 }

@@ -276,7 +276,7 @@ export class HttpPort implements WorkerPort {
       if (answer.kind === "unreachable") {
         this.#outage.failed(`${route} of job ${jobId}`, answer.error, delay);
       }
-      await sleep(delay);
+      await this.#outage.retryAfter(delay);
     }
   }
 
