@@ -15,7 +15,6 @@ import { basename, join } from "node:path";
 import { z } from "zod";
 import {
   ClaimResponse,
-  HeartbeatResponse,
   Ok,
   OutputResponse,
   RegisterResponse,
@@ -27,6 +26,7 @@ import { isSameProcess, signalGroup } from "../jobs/process.ts";
 import type { JobState } from "../jobs/state.ts";
 import type { StartInfo, WorkerPort } from "../jobs/worker_port.ts";
 import { Backoff, Outage, seconds, sleep } from "./backoff.ts";
+import { heartbeat } from "./heartbeat.ts";
 import type { Answer, ApiClient } from "./client.ts";
 
 export interface HttpPortOptions {
@@ -282,38 +282,21 @@ export class HttpPort implements WorkerPort {
 
   watch(listener: Listener): void {
     this.#listener = listener;
-    this.#heartbeat ??= this.#beat();
-  }
-
-  /** Extends the held leases every heartbeat_seconds and applies cancels and losses. */
-  async #beat(): Promise<void> {
-    const signal = this.#closing.signal;
-    for (;;) {
-      await sleep(this.#heartbeatSeconds * 1000, signal);
-      if (signal.aborted) return;
-      const leases = [...this.#jobs].filter(([, h]) => !h.lost)
-        .map(([job_id, h]) => ({ job_id, attempt: h.attempt, lease_token: h.lease_token }));
-      const answer = await this.client.post(
-        "/worker/heartbeat",
-        { worker_id: this.#workerId, leases },
-        HeartbeatResponse,
-        { signal, timeoutMs: Math.max(5, this.#heartbeatSeconds) * 1000 },
-      );
-      if (answer.kind === "aborted") return;
-      if (answer.kind === "unreachable") {
-        this.#outage.failed("heartbeat", answer.error, this.#heartbeatSeconds * 1000);
-        continue;
-      }
-      if (answer.kind === "refused") {
-        this.opts.warn(refusal("heartbeat", answer));
-        continue;
-      }
-      this.#outage.over();
-      for (const job of answer.value.jobs) {
+    this.#heartbeat ??= heartbeat({
+      client: this.client,
+      workerId: this.#workerId ?? "",
+      seconds: () => this.#heartbeatSeconds,
+      leases: () =>
+        [...this.#jobs].filter(([, h]) => !h.lost)
+          .map(([job_id, h]) => ({ job_id, attempt: h.attempt, lease_token: h.lease_token })),
+      onJob: (job) => {
         if (job.lost) this.#lose(job.job_id, "the heartbeat says its lease is lost");
         else if (job.cancel_requested) this.#listener?.cancelled(job.job_id);
-      }
-    }
+      },
+      outage: this.#outage,
+      warn: this.opts.warn,
+      signal: this.#closing.signal,
+    });
   }
 
   /** The lease is gone: another attempt may own the job. Stop the process now, report no more. */
