@@ -1,4 +1,7 @@
-/** Linux process-group helpers: signal a group, tell whether it lives, find strays by env. */
+/**
+ * Linux process-group helpers: signal a group, tell whether it lives, find strays (and a
+ * remote worker's leftovers) by environment.
+ */
 import process from "node:process";
 
 export type StopSignal = "SIGTERM" | "SIGKILL";
@@ -98,14 +101,35 @@ export async function stopGroup(
  * `jobIds` is null): pid -> job id.
  */
 export function findJobProcesses(jobIds: ReadonlySet<string> | null): Map<number, string> {
+  if (jobIds?.size === 0) return new Map();
+  return findProcessesByEnv("TRAIN_JOB_ID", (value) => !jobIds || jobIds.has(value));
+}
+
+/**
+ * Live processes started by a worker named `name` (their environment carries
+ * `TRAINER_WORKER_NAME=<name>`, which the remote worker gives every job): a restarted worker
+ * finds what its earlier run left behind.
+ */
+export function findWorkerProcesses(name: string): number[] {
+  return [...findProcessesByEnv("TRAINER_WORKER_NAME", (value) => value === name).keys()];
+}
+
+/**
+ * Live (not zombie) processes whose environment holds `variable` with a value `accept`s:
+ * pid -> value. Processes whose environment cannot be read (another user's) are skipped.
+ */
+function findProcessesByEnv(
+  variable: string,
+  accept: (value: string) => boolean,
+): Map<number, string> {
   const found = new Map<number, string>();
-  if (jobIds?.size === 0) return found;
   let entries: Iterable<Deno.DirEntry>;
   try {
     entries = Deno.readDirSync("/proc");
   } catch {
     return found;
   }
+  const pattern = new RegExp(`(?:^|\0)${variable}=([^\0]*)`);
   for (const entry of entries) {
     if (!/^\d+$/.test(entry.name)) continue;
     let environ: string;
@@ -114,13 +138,18 @@ export function findJobProcesses(jobIds: ReadonlySet<string> | null): Map<number
     } catch {
       continue;
     }
-    const match = /(?:^|\0)TRAIN_JOB_ID=([^\0]*)/.exec(environ);
-    if (!match || (jobIds && !jobIds.has(match[1]))) continue;
+    const match = pattern.exec(environ);
+    if (!match || !accept(match[1])) continue;
     // A zombie is already dead: only its parent's wait is missing.
     const state = readStat(Number(entry.name))?.state;
     if (state && state !== "Z" && state !== "X") found.set(Number(entry.name), match[1]);
   }
   return found;
+}
+
+/** The process group of a live process; null when it is gone. */
+export function readPgid(pid: number): number | null {
+  return readStat(pid)?.pgrp ?? null;
 }
 
 /**

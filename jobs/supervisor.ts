@@ -31,6 +31,11 @@ export interface SupervisorOptions {
   maxConcurrent: number;
   graceSeconds: number;
   workerId: string;
+  /**
+   * Added to every job's environment (below the TRAIN_* variables, which it cannot replace).
+   * The remote worker sets TRAINER_WORKER_NAME so that its next run can find what it left.
+   */
+  env?: Record<string, string>;
   log?: (message: string) => void;
 }
 
@@ -363,6 +368,7 @@ export class Supervisor {
     }
     return {
       ...env,
+      ...this.opts.env,
       TRAIN_JOB_ID: job.job_id,
       TRAIN_MODEL_TYPE: job.model_type,
       TRAIN_ARTIFACT_PATH: job.artifact_path ?? "",

@@ -1,0 +1,96 @@
+/**
+ * The remote worker, wiring only: configuration, leftovers of an earlier run, registry and
+ * runtimes, registration with the hosted API, then a Supervisor over HttpPort. Run it with
+ * `deno task worker` or `./trainer worker` on each machine that trains.
+ */
+import { resolve } from "node:path";
+import { Supervisor } from "../jobs/supervisor.ts";
+import { loadRegistry } from "../models/registry.ts";
+import { RuntimeChecker } from "../models/runtime_checker.ts";
+import { ApiClient } from "./client.ts";
+import { checkWorkerSettings, ConfigError, loadWorkerConfig } from "./config.ts";
+import { HttpPort } from "./http_port.ts";
+import { killLeftovers } from "./leftovers.ts";
+
+const log = (message: string) => console.log(`[worker] ${message}`);
+const warn = (message: string) => console.error(`[worker] ${message}`);
+
+function fail(message: string): never {
+  warn(message);
+  Deno.exit(2);
+}
+const messageOf = (e: unknown) => e instanceof Error ? e.message : String(e);
+
+const config = (() => {
+  try {
+    return loadWorkerConfig(Deno.env.toObject());
+  } catch (e) {
+    fail(e instanceof ConfigError ? e.message : String(e));
+  }
+})();
+await checkWorkerSettings(config).catch((e) => fail(messageOf(e)));
+const name = config.WORKER_NAME;
+const modelsDir = resolve(config.MODELS_DIR);
+
+const leftovers = await killLeftovers(name);
+if (leftovers.length) {
+  log(`killed pid(s) ${leftovers.join(", ")} left by an earlier run of worker ${name}`);
+}
+
+const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(messageOf(e)));
+const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
+void runtimes.refresh().then((found) => {
+  for (const [type, r] of found) {
+    log(
+      r.runnable
+        ? `model type ${type}: runnable with ${r.program}`
+        : `model type ${type}: NOT runnable: ${r.hint}`,
+    );
+  }
+});
+
+const port = new HttpPort(new ApiClient(config.TRAINER_URL, config.WORKER_TOKEN), {
+  name,
+  modelsDir,
+  log,
+  warn,
+});
+let supervisor: Supervisor | null = null;
+let signals = 0;
+async function shutdown(signal: string): Promise<void> {
+  if (++signals > 1) {
+    log(`${signal} again: exiting now`);
+    Deno.exit(130);
+  }
+  log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
+  await supervisor?.shutdown();
+  await port.close();
+  log("stopped");
+  Deno.exit(0);
+}
+Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
+Deno.addSignalListener("SIGINT", () => void shutdown("SIGINT"));
+
+const modelTypes = [...registry.keys()].filter((t) => t !== "all");
+const registered = await port.register(modelTypes, config.MAX_CONCURRENT_JOBS).catch((e) => {
+  // A signal while registering: shutdown() is exiting already.
+  if (signals) return new Promise<never>(() => {});
+  fail(messageOf(e));
+});
+
+supervisor = new Supervisor(port, {
+  registry,
+  runtime: (type) => runtimes.get(type),
+  modelsDir,
+  maxConcurrent: config.MAX_CONCURRENT_JOBS,
+  graceSeconds: config.CANCEL_GRACE_SECONDS,
+  workerId: registered.worker_id,
+  // Lets the next run of this worker find what this one leaves if it dies (leftovers.ts).
+  env: { TRAINER_WORKER_NAME: name },
+  log,
+});
+if (!signals) supervisor.start();
+log(
+  `${name} (${registered.worker_id}) connected to ${config.TRAINER_URL}, running up to ` +
+    `${config.MAX_CONCURRENT_JOBS} jobs`,
+);
