@@ -23,7 +23,13 @@ import { Artifact, FailureReason, Log, Metrics, Progress, Warning } from "../job
 
 const Json = z.record(z.string(), z.unknown());
 
-export const OutputEvent = z.discriminatedUnion("type", [Log, Progress, Metrics, Artifact, Warning]);
+export const OutputEvent = z.discriminatedUnion("type", [
+  Log,
+  Progress,
+  Metrics,
+  Artifact,
+  Warning,
+]);
 
 /** What the worker observed when a job's process ended (see jobs/decide.ts). */
 export const ExitReport = z.object({

@@ -65,10 +65,15 @@ Deno.test("hosted: two servers, two workers, 500 jobs and 100 cancels on one dat
     });
 
     await t.step("nothing is stuck: every job ends, no lease is left", async () => {
-      await pollUntil("every job to end", async () => {
-        const h = await http(servers[1].base, "GET", "/health");
-        return h.body.queue_depth === 0 && h.body.running === 0;
-      }, 180_000, 250);
+      await pollUntil(
+        "every job to end",
+        async () => {
+          const h = await http(servers[1].base, "GET", "/health");
+          return h.body.queue_depth === 0 && h.body.running === 0;
+        },
+        180_000,
+        250,
+      );
       for (const s of servers) {
         const h = await http(s.base, "GET", "/health");
         assert.equal(h.body.queue_depth, 0);
@@ -107,9 +112,11 @@ Deno.test("hosted: two servers, two workers, 500 jobs and 100 cancels on one dat
           "SELECT json_extract(data, '$.worker_name') AS w, count(*) AS n FROM events " +
             "WHERE type = 'started' GROUP BY w",
         );
-        console.log(`[hosted] ${JSON.stringify(statuses)}; started per worker: ${
-          JSON.stringify(byWorker.rows.map((r) => [r.w, r.n]))
-        }`);
+        console.log(
+          `[hosted] ${JSON.stringify(statuses)}; started per worker: ${
+            JSON.stringify(byWorker.rows.map((r) => [r.w, r.n]))
+          }`,
+        );
         assert.equal(byWorker.rows.length, 2, "both workers took jobs");
       } finally {
         database.close();

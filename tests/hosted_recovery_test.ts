@@ -9,9 +9,9 @@ import { freePort, startHostedServer, WorkerProcess } from "./helpers/hosted.ts"
 import {
   http,
   type Json,
-  PYTHON,
   pollUntil,
   processesWithEnv,
+  PYTHON,
   type Server,
   waitJob,
   waitTerminal,

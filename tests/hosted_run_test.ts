@@ -4,12 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { basename } from "node:path";
-import {
-  childrenOf,
-  startHostedServer,
-  WORKER_TOKEN,
-  WorkerProcess,
-} from "./helpers/hosted.ts";
+import { childrenOf, startHostedServer, WORKER_TOKEN, WorkerProcess } from "./helpers/hosted.ts";
 import {
   http,
   requireTrainingPython,

@@ -20,7 +20,11 @@ import {
 const GRACE_SECONDS = 1;
 
 async function submit(base: string, hp: Record<string, unknown>, extra = {}): Promise<string> {
-  const r = await http(base, "POST", "/train/fake", { retrain: true, hyperparameters: hp, ...extra });
+  const r = await http(base, "POST", "/train/fake", {
+    retrain: true,
+    hyperparameters: hp,
+    ...extra,
+  });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return r.body.data.job_id;
 }
@@ -85,7 +89,11 @@ Deno.test("hosted: cancel, a frozen worker, and a worker's graceful stop", async
       assert.equal(before.at(-1).data.evidence.worker_name, "box-a");
       worker.signal("SIGCONT");
       // Its next heartbeat or report learns the lease is gone: it stops the process at once.
-      await pollUntil("the stale worker to stop the process", () => treeGone(d.process.pgid, id), 15_000);
+      await pollUntil(
+        "the stale worker to stop the process",
+        () => treeGone(d.process.pgid, id),
+        15_000,
+      );
       await new Promise((r) => setTimeout(r, 2000));
       assert.deepEqual(await events(base, id), before, "an event from the stale worker got in");
       assert.equal((await http(base, "GET", `/train/status/${id}`)).body.data.status, "failed");
