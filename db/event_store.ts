@@ -236,8 +236,12 @@ export class EventStore {
 }
 
 /** A shared store's batch collided with another instance's append (see the header). */
-const LOST_RACE =
-  /event with this (seq|job_id and version) already exists|UNIQUE constraint failed: (events\.|jobs\.idempotency_key)/;
+const LOST_RACE = new RegExp(
+  "event with this (seq|job_id and version) already exists|" +
+    "UNIQUE constraint failed: (events\\.|jobs\\.idempotency_key)|" +
+    // A worker's lease ended between the unit's read and its commit (migration 0005).
+    "lease lost",
+);
 
 /**
  * A second stream with the same id collides on (job_id, version): the job exists. The

@@ -121,6 +121,12 @@ export class Leases {
     }
     const job = await uow.get(ref.job_id);
     if (!job) throw new LeaseLostError(ref.job_id, "no such job");
+    // Checked again inside the unit's transaction (migration 0005): the read above may be
+    // stale by the time the unit commits.
+    uow.also({
+      sql: "INSERT INTO lease_fence (job_id, attempt, token) VALUES (?, ?, ?)",
+      args: [ref.job_id, ref.attempt, ref.lease_token],
+    });
     return { job, offset: Number(row.output_offset) };
   }
 
@@ -199,8 +205,21 @@ export class Leases {
     });
     const lease = cur.rows[0];
     if (!lease || !Number(lease.active) || Number(lease.expires_at) > now) return false;
-    this.end(uow, ref);
     const job = await uow.get(ref.job_id);
+    if (job?.status === "started" && !job.process && !job.children) {
+      // Claimed but never started (the worker died with the claim's answer in flight, say):
+      // nothing ran, so no attempt is used up. The lease goes, and the job waits again at
+      // once. Only if it is still unstarted when this commits: a start that got in first
+      // keeps its lease.
+      uow.also({
+        sql: "DELETE FROM leases WHERE job_id = ? AND attempt = ? AND active = 1 AND " +
+          "expires_at <= ? AND EXISTS (SELECT 1 FROM jobs WHERE job_id = ? AND " +
+          "status = 'started' AND process IS NULL)",
+        args: [ref.job_id, ref.attempt, now, ref.job_id],
+      });
+      return true;
+    }
+    this.end(uow, ref);
     if (!job) return true;
     const worker = {
       worker_id: String(row.worker_id),
