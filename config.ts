@@ -43,6 +43,10 @@ const ConfigSchema = z.object({
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",
   }).optional(),
+  // Checked by artifacts/config.ts (with AWS_* and S3_FORCE_PATH_STYLE): named here so that
+  // the configuration lists every variable the server reads.
+  ARTIFACT_STORE: z.string().optional(),
+  S3_ENDPOINT: z.string().optional(),
   WORKERS: z.enum(["local", "remote"], { message: "must be local or remote" }).default("local"),
   WORKER_TOKEN: z.string().min(16, { message: "must be at least 16 characters" }).optional(),
   LEASE_SECONDS: z.coerce.number().min(1).max(3600).default(30),

@@ -19,7 +19,15 @@
  *    is refused with 409, `details[0].code = "offset_gap"` and the `expected_offset`.
  */
 import { z } from "zod";
-import { Artifact, FailureReason, Log, Metrics, Progress, Warning } from "../jobs/events.ts";
+import {
+  Artifact,
+  ArtifactRecord,
+  FailureReason,
+  Log,
+  Metrics,
+  Progress,
+  Warning,
+} from "../jobs/events.ts";
 
 const Json = z.record(z.string(), z.unknown());
 
@@ -45,6 +53,8 @@ export const ExitReport = z.object({
   strays_killed: z.array(z.number().int()).optional(),
   timeout_seconds: z.number().optional(),
   output_failure: z.string().nullable().optional(),
+  artifact_record: ArtifactRecord.nullable().optional(),
+  upload_failure: z.string().nullable().optional(),
 });
 
 /** The process a worker started for a job, as the `started` event records it. */

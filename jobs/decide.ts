@@ -2,7 +2,7 @@
  * The job state machine's write side: `decide(command, state)` returns the events a command
  * produces or throws a typed error. Pure: no I/O, no clock (times are stamped on append).
  */
-import type { EventOf, FailureReason, JobEvent } from "./events.ts";
+import type { ArtifactRecord, EventOf, FailureReason, JobEvent } from "./events.ts";
 import { isTerminal, type JobState } from "./state.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 
@@ -29,6 +29,10 @@ export interface ExitReport {
   timeout_seconds?: number;
   /** Why the job's output could not be stored, when the worker gave up on it. */
   output_failure?: string | null;
+  /** The model as stored and verified in the artifact store (exit 0 with an artifact). */
+  artifact_record?: ArtifactRecord | null;
+  /** Why the model could not be stored, after the worker's retries. */
+  upload_failure?: string | null;
 }
 
 export type Command =
@@ -162,8 +166,14 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
   if (r.stopped_for === "shutdown") {
     return failed("interrupted", "the server shut down while the job was running");
   }
+  if (r.exit_code === 0 && r.artifact && r.upload_failure) {
+    return failed("upload_failed", r.upload_failure);
+  }
   if (r.exit_code === 0 && r.artifact) {
-    return [{
+    const record: JobEvent[] = r.artifact_record
+      ? [{ type: "artifact", data: { path: r.artifact, record: r.artifact_record } }]
+      : [];
+    return [...record, {
       type: "completed",
       data: {
         model_path: r.artifact,

@@ -25,6 +25,7 @@ export const FAILURE_REASONS = [
   "runtime_error",
   "output_failed",
   "worker_lost",
+  "upload_failed",
 ] as const;
 export const FailureReason = z.enum(FAILURE_REASONS);
 export type FailureReason = z.infer<typeof FailureReason>;
@@ -97,9 +98,40 @@ export const Log = z.object({
 
 export const Metrics = z.object({ type: z.literal("metrics"), data: z.object({ metrics: Json }) });
 
+/** Where a model file is kept, and what it is: recorded once it is stored and verified. */
+export const ArtifactRecord = z.object({
+  /** The file name: the model's name in GET /train/models/available and its download. */
+  name: z.string(),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** The store: `folder /abs/path` or `s3://bucket/prefix`. */
+  stored_in: z.string(),
+  /** The file in that store: an absolute path or `s3://bucket/key`. */
+  location: z.string(),
+  /** The worker that trained it. */
+  worker_id: z.string(),
+  /**
+   * What the script wrote next to the model (`<model>.meta.json`): model type, the training
+   * spec's fingerprint, hyperparameters, metrics, dataset, library versions. Null when it
+   * wrote none.
+   */
+  metadata: Json.nullable(),
+});
+export type ArtifactRecord = z.infer<typeof ArtifactRecord>;
+
+/**
+ * A script announced its model file (`path`), or, with `record`, the worker stored and
+ * verified it when the job completed.
+ */
 export const Artifact = z.object({
   type: z.literal("artifact"),
-  data: z.object({ path: z.string() }),
+  data: z.object({ path: z.string(), record: ArtifactRecord.optional() }),
+});
+
+/** A stored model was deleted (DELETE /train/models/{name}); appended to its job's stream. */
+export const ModelDeleted = z.object({
+  type: z.literal("model_deleted"),
+  data: z.object({ name: z.string(), reason: z.string() }),
 });
 
 export const Warning = z.object({
@@ -160,6 +192,7 @@ export const JobEvent = z.discriminatedUnion("type", [
   Cancelled,
   ProcessExited,
   Requeued,
+  ModelDeleted,
 ]);
 export type JobEvent = z.infer<typeof JobEvent>;
 export type JobEventType = JobEvent["type"];

@@ -133,6 +133,8 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
         message: "Training running",
       };
     }
+    case "model_deleted":
+      return s;
     case "requeued":
       return {
         ...s,

@@ -31,6 +31,8 @@ Deno.test("defaults", () => {
     SSE_PING_SECONDS: 15,
     WORKERS: "local",
     WORKER_TOKEN: undefined,
+    ARTIFACT_STORE: undefined,
+    S3_ENDPOINT: undefined,
     LEASE_SECONDS: 30,
   });
   assert.ok(Object.isFrozen(c));
