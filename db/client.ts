@@ -17,6 +17,8 @@ export interface Database {
   close(): void;
 }
 
+/** How long a write waits for another connection's (or process's) write lock. */
+const BUSY_TIMEOUT_MS = 5000;
 const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 
 /** Opens `url`, creating a local file's folder, and brings the schema up to date. */
@@ -26,15 +28,18 @@ export async function openDatabase(url: string, authToken?: string): Promise<Dat
     if (path && path !== ":memory:") await Deno.mkdir(dirname(path), { recursive: true });
   }
   // A server (sqld, Turso) is reached with the web client: HTTP batches, no native addon.
+  // A local file's client pools connections: calls that overlap (a Promise.all of reads)
+  // open more, and a PRAGMA reaches only the connection that ran it. Without `timeout` those
+  // others fail with SQLITE_BUSY at once when another process holds the write lock.
   const client = url.startsWith("file:")
-    ? createClient({ url, authToken })
+    ? createClient({ url, authToken, timeout: BUSY_TIMEOUT_MS })
     : createRemoteClient({ url, authToken });
   if (url.startsWith("file:")) {
     // WAL lets readers proceed during a commit; synchronous=FULL keeps every acknowledged
     // commit durable across power loss (a 2xx means the events are on disk).
     await client.execute("PRAGMA journal_mode = WAL");
     await client.execute("PRAGMA synchronous = FULL");
-    await client.execute("PRAGMA busy_timeout = 5000");
+    await client.execute(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   }
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: MIGRATIONS });

@@ -36,6 +36,7 @@ const CLAIM_POLL_MS = 500;
 export function workerRoutes(deps: WorkerRouteDeps): Hono {
   const app = new Hono();
   const wake = wakeOnWork(deps.store);
+  const oneAtATime = perJob();
   const heartbeatSeconds = Math.min(1, deps.leaseSeconds / 3);
 
   app.post("/register", async (c) => {
@@ -90,16 +91,17 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     const job_id = jobIdParam(c);
     const body = check(OutputRequest, await readJson(c, true), "request body");
     const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
-    const next_offset = await deps.store.run(async (uow) => {
-      const { offset } = await deps.leases.hold(uow, ref);
-      if (body.offset > offset) throw new OffsetGapError(job_id, offset, body.offset);
-      // A chunk sent again (its answer was lost) is stored once: skip what is already held.
-      const fresh = body.events.slice(offset - body.offset) as OutputEvent[];
-      if (fresh.length === 0) return offset;
-      await uow.execute(job_id, { type: "output", events: fresh });
-      deps.leases.advance(uow, ref, fresh.length);
-      return offset + fresh.length;
-    });
+    const next_offset = await oneAtATime(job_id, () =>
+      deps.store.run(async (uow) => {
+        const { offset } = await deps.leases.hold(uow, ref);
+        if (body.offset > offset) throw new OffsetGapError(job_id, offset, body.offset);
+        // A chunk sent again (its answer was lost) is stored once: skip what is already held.
+        const fresh = body.events.slice(offset - body.offset) as OutputEvent[];
+        if (fresh.length === 0) return offset;
+        await uow.execute(job_id, { type: "output", events: fresh });
+        deps.leases.advance(uow, ref, fresh.length);
+        return offset + fresh.length;
+      }));
     return c.json({ next_offset });
   });
 
@@ -128,6 +130,25 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
   });
 
   return app;
+}
+
+/**
+ * Runs a job's units one after another. A unit reads the lease's committed offset, not what
+ * an earlier unit of the same batch staged: a chunk resent while its first send was still
+ * in flight would share that batch and be stored twice. Across instances no such wait is
+ * needed: the two units append at the same version, and the loser runs again.
+ */
+function perJob(): <T>(jobId: string, fn: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>();
+  return (jobId, fn) => {
+    const run = (tails.get(jobId) ?? Promise.resolve()).then(fn);
+    const tail = run.catch(() => {});
+    tails.set(jobId, tail);
+    void tail.then(() => {
+      if (tails.get(jobId) === tail) tails.delete(jobId);
+    });
+    return run;
+  };
 }
 
 /** A wait that ends early when this instance commits work a worker could take. */

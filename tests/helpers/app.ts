@@ -68,10 +68,13 @@ export async function testJobDeps(
   };
 }
 
-export async function openTestStore(clock: Clock = systemClock): Promise<TestStore> {
+export async function openTestStore(
+  clock: Clock = systemClock,
+  opts: { shared?: boolean } = {},
+): Promise<TestStore> {
   const dir = await tempDir();
   const database = await openDatabase(`file:${join(dir.path, "trainer.db")}`);
-  const store = await EventStore.open(database, clock);
+  const store = await EventStore.open(database, clock, opts);
   return {
     dir: dir.path,
     database,

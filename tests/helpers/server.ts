@@ -100,8 +100,8 @@ export class Server {
   }
 
   /** Starts `deno run main.ts` with `env`; resolves once it prints its listen line. */
-  static async start(env: Record<string, string>): Promise<Server> {
-    const server = new Server(spawnServer(env));
+  static async start(env: Record<string, string>, opts: SpawnOptions = {}): Promise<Server> {
+    const server = new Server(spawnServer(env, opts));
     let found!: (url: string) => void;
     const url = new Promise<string>((r) => found = r);
     const { stdout, stderr, status } = server.child;
@@ -142,11 +142,16 @@ export class Server {
   }
 }
 
-function spawnServer(env: Record<string, string>): Deno.ChildProcess {
+export interface SpawnOptions {
+  /** `deno run` permission flags instead of --allow-all (as `deno task serve:hosted` runs). */
+  permissions?: string[];
+}
+
+function spawnServer(env: Record<string, string>, opts: SpawnOptions = {}): Deno.ChildProcess {
   const inherited = Deno.env.toObject();
   for (const name of SERVER_VARS) delete inherited[name];
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "--frozen", "main.ts"],
+    args: ["run", ...opts.permissions ?? ["--allow-all"], "--frozen", "main.ts"],
     cwd: ROOT,
     env: { ...inherited, NO_COLOR: "1", ...env },
     clearEnv: true,
@@ -157,8 +162,8 @@ function spawnServer(env: Record<string, string>): Deno.ChildProcess {
 }
 
 /** Runs the server expecting it to refuse to start; returns its exit code and output. */
-export async function runServerToExit(env: Record<string, string>) {
-  const child = spawnServer(env);
+export async function runServerToExit(env: Record<string, string>, opts: SpawnOptions = {}) {
+  const child = spawnServer(env, opts);
   try {
     const out = await within(START_MS, child.output(), "the server to refuse to start");
     const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
