@@ -22,6 +22,8 @@ import { type ModelType, PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
 import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
 import { launchSpec, recordSpec, specEnv, type TrainingSpec } from "../models/spec.ts";
+import type { ArtifactStore } from "../artifacts/store.ts";
+import { storeModel } from "../models/store_model.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -36,6 +38,8 @@ export interface SupervisorOptions {
    * The remote worker sets TRAINER_WORKER_NAME so that its next run can find what it left.
    */
   env?: Record<string, string>;
+  /** Where finished models are kept (ARTIFACT_STORE); unset records no stored artifact. */
+  artifacts?: ArtifactStore;
   log?: (message: string) => void;
 }
 
@@ -327,8 +331,18 @@ export class Supervisor {
       await recordSpec(artifact, r.spec).catch((e) => {
         this.opts.log?.(`job ${job.job_id}: could not record its training spec (${e})`);
       });
+      if (this.opts.artifacts) {
+        const stored = await storeModel(this.opts.artifacts, artifact, {
+          workerId: this.opts.workerId,
+          log: (m) => this.opts.log?.(`job ${job.job_id}: ${m}`),
+        });
+        if ("record" in stored) report.artifact_record = stored.record;
+        else report.upload_failure = stored.failure;
+      }
     }
-    if (r.stopping || !(status.success && artifact)) await this.#removeFiles(r);
+    if (r.stopping || !(status.success && artifact) || report.upload_failure) {
+      await this.#removeFiles(r);
+    }
     const recorded = this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
     });

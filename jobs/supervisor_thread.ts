@@ -4,6 +4,7 @@
  */
 /// <reference lib="deno.worker" />
 import { loadRegistry } from "../models/registry.ts";
+import { parseArtifactStore } from "../artifacts/config.ts";
 import { Supervisor } from "./supervisor.ts";
 import { type Channel, ThreadPort } from "./thread_port.ts";
 
@@ -32,6 +33,12 @@ channel.addEventListener("message", async (event) => {
       maxConcurrent: o.maxConcurrent,
       graceSeconds: o.graceSeconds,
       workerId: o.workerId,
+      // Checked by main.ts at start; the same environment is this thread's.
+      artifacts: parseArtifactStore(
+        Deno.env.get("ARTIFACT_STORE"),
+        o.modelsDir,
+        Deno.env.toObject(),
+      ),
       log: (m) => console.log(`[trainer] ${m}`),
     });
     supervisor.start();

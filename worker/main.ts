@@ -8,6 +8,7 @@ import { Supervisor } from "../jobs/supervisor.ts";
 import { loadRegistry } from "../models/registry.ts";
 import { RuntimeChecker } from "../models/runtime_checker.ts";
 import { ApiClient } from "./client.ts";
+import { parseArtifactStore } from "../artifacts/config.ts";
 import { checkWorkerSettings, ConfigError, loadWorkerConfig } from "./config.ts";
 import { HttpPort } from "./http_port.ts";
 import { killLeftovers } from "./leftovers.ts";
@@ -38,6 +39,14 @@ if (leftovers.length) {
 }
 
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(messageOf(e)));
+// Where finished models go: this machine's MODELS_DIR, or an S3 bucket the API reads too.
+const artifacts = (() => {
+  try {
+    return parseArtifactStore(Deno.env.get("ARTIFACT_STORE"), modelsDir, Deno.env.toObject());
+  } catch (e) {
+    fail(messageOf(e));
+  }
+})();
 const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
 void runtimes.refresh().then((found) => {
   for (const [type, r] of found) {
@@ -87,6 +96,7 @@ supervisor = new Supervisor(port, {
   workerId: registered.worker_id,
   // Lets the next run of this worker find what this one leaves if it dies (leftovers.ts).
   env: { TRAINER_WORKER_NAME: name },
+  artifacts,
   log,
 });
 if (!signals) supervisor.start();
