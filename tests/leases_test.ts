@@ -320,13 +320,34 @@ Deno.test("reaper: a lost worker's job fails, or waits again while attempts rema
     for (const claimId of ["lost-1", "lost-2"]) {
       const [c] = await h.claim(w, claimId, 1);
       assert.equal(c.job.job_id, id);
+      await started(h, w, c);
       h.time.advance(LEASE_MS);
       assert.equal(await h.leases.reap(), 1);
     }
     const job = await h.job(id);
     assert.equal(job.status, "failed");
     assert.equal(job.failure_reason, "worker_lost");
-    assert.deepEqual((await h.events(id)).map((e) => e.type), ["submitted", "requeued", "failed"]);
+    assert.deepEqual(
+      (await h.events(id)).map((e) => e.type),
+      ["submitted", "started", "requeued", "started", "failed"],
+    );
+  });
+
+  await t.step("a lease that expires before its job started uses no attempt", async () => {
+    const id = await h.submit("alpha");
+    const [c] = await h.claim(w, "never-started", 1);
+    assert.equal(c.job.job_id, id);
+    h.time.advance(LEASE_MS);
+    assert.equal(await h.leases.reap(), 1);
+    const job = await h.job(id);
+    assert.equal(job.status, "started", "it waits again, with its one attempt");
+    assert.deepEqual((await h.events(id)).map((e) => e.type), ["submitted"]);
+    assertLost(await h.post(`jobs/${id}/started`, { ...fence(c), process: startInfo(w, 1) }));
+    const [again] = await h.claim(w, "second-claim", 1);
+    assert.deepEqual([again.job.job_id, again.attempt], [id, 1]);
+    assert.notEqual(again.lease_token, c.lease_token);
+    await started(h, w, again);
+    assert.equal((await h.job(id)).status, "running");
   });
 
   await assertProjectionIsReplay(h.database);
@@ -342,6 +363,7 @@ Deno.test("registering a worker name again expires its earlier run's leases at o
   const [k] = await h.claim(other, "c", 1);
   assert.deepEqual([c1.job.job_id, c2.job.job_id, k.job.job_id], [...ids, kept]);
   await started(h, old, c1);
+  await started(h, old, c2);
   await started(h, other, k);
 
   const fresh = await h.register("box", ["alpha"]);
