@@ -58,8 +58,9 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
 export interface ProcessOptions {
   /** The module of SERVED_REPO to `deno run --allow-all --frozen`. */
   script: string;
-  /** Set over the inherited environment. */
+  /** Set over the inherited environment, or alone with `clearEnv`. */
   env: Record<string, string>;
+  clearEnv?: boolean;
   /** The line that says the process is ready. */
   ready: RegExp;
   /** Names the process in errors. */
@@ -77,6 +78,7 @@ export async function startProcess(opts: ProcessOptions): Promise<Started> {
     args: ["run", "--allow-all", "--frozen", opts.script],
     cwd: SERVED_REPO,
     env: opts.env,
+    clearEnv: opts.clearEnv,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
