@@ -6,13 +6,18 @@
  * runs 30 kills with three workers.
  */
 import assert from "node:assert/strict";
+import { DrillFailure } from "../bench/drills/failure.ts";
 import { killRemote, report, withTempDir } from "./helpers/drill.ts";
 
 Deno.test("drill: hosted mode survives 4 SIGKILLs of servers and workers", async () => {
   const figures = await withTempDir(
     "drill-kill-remote-",
     (dir) => killRemote({ kills: 4, dir, workers: 2, leaseSeconds: 3, longSeconds: 4 }),
-  );
+  ).catch((e) => {
+    // The seed, to run it again: killRemote({ seed, ... }).
+    if (e instanceof DrillFailure) report("remote kill FAILED", e.figures);
+    throw e;
+  });
   report("remote kill", figures);
   assert.equal(figures.kills, 4);
   assert.ok(figures.jobs_accepted > 0, "the workload got jobs accepted");

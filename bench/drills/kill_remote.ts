@@ -161,11 +161,24 @@ export async function killRemote(opts: KillRemoteOptions): Promise<KillRemoteFig
     check("the log is sound (seqs, versions, projection == replay)", await logProblems(dbPath));
     await checkStoppedDatabase(dbPath, w);
     logFigures = await checkRemoteLog(dbPath, kills);
+    // The lease runs out at most LEASE_SECONDS after the last heartbeat, and the surviving
+    // server reaps every second.
+    const bound = (leaseSeconds + 2) * 1000;
+    if (logFigures.longest_kill_to_lost_ms! > bound) {
+      check(`a lost worker's job is requeued or failed within ${bound} ms of the kill`, [
+        `${logFigures.longest_kill_to_lost_ms} ms`,
+      ]);
+    }
     check("no server ever had a child process", [...cast.serverChildren]);
     return figures();
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    throw new DrillFailure(`${phase}: ${message}`, figures());
+    const errors = cast.grep(/ failed: |error|panic|uncaught/i);
+    throw new DrillFailure(
+      `${phase}: ${message}` +
+        (errors.length ? `\nserver and worker logs:\n  ${errors.join("\n  ")}` : ""),
+      figures(),
+    );
   } finally {
     cast.stopSampling();
     await Promise.all(cast.members.map((m) => cast.kill(m)));

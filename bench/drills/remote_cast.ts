@@ -48,6 +48,8 @@ export class Cast {
   /** Problems seen by the sampler: a server with a child, a job run by two groups at once. */
   readonly serverChildren = new Set<string>();
   readonly overlaps = new Set<string>();
+  /** Every run of every member, killed ones included, for their logs. */
+  readonly runs: { name: string; proc: Started }[] = [];
   #sampler: ReturnType<typeof setInterval> | null = null;
 
   constructor(readonly opts: CastOptions) {
@@ -122,7 +124,21 @@ export class Cast {
         },
     );
     m.proc = proc;
+    this.runs.push({ name: m.name, proc });
     m.workerId = m.kind === "worker" ? proc.ready[1] : null;
+  }
+
+  /** Lines of every run's output that match `pattern`, prefixed with the member's name. */
+  grep(pattern: RegExp, limit = 20): string[] {
+    const found: string[] = [];
+    for (const r of this.runs) {
+      for (const [i, line] of r.proc.output.entries()) {
+        if (!pattern.test(line) || found.length >= limit) continue;
+        // With the first lines of its stack.
+        found.push(...r.proc.output.slice(i, i + 4).map((l) => `${r.name}: ${l}`));
+      }
+    }
+    return found;
   }
 
   async kill(m: Member): Promise<void> {
