@@ -12,7 +12,8 @@ import { killRemote, report, withTempDir } from "./helpers/drill.ts";
 Deno.test("drill: hosted mode survives 4 SIGKILLs of servers and workers", async () => {
   const figures = await withTempDir(
     "drill-kill-remote-",
-    (dir) => killRemote({ kills: 4, dir, workers: 2, leaseSeconds: 3, longSeconds: 4 }),
+    (dir) =>
+      killRemote({ kills: 4, dir, workers: 2, leaseSeconds: 3, longSeconds: 4, maxWaiting: 8 }),
   ).catch((e) => {
     // The seed, to run it again: killRemote({ seed, ... }).
     if (e instanceof DrillFailure) report("remote kill FAILED", e.figures);

@@ -27,6 +27,8 @@ export interface KillRemoteOptions {
   leaseSeconds?: number;
   /** How long the long model type trains (12 s unless given). */
   longSeconds?: number;
+  /** Waiting jobs above which the workload holds off submitting (20 unless given). */
+  maxWaiting?: number;
   /** Deadline for the quiet at the end (180 s unless given). */
   quiesceMs?: number;
   log?: (message: string) => void;
@@ -124,7 +126,7 @@ export async function killRemote(opts: KillRemoteOptions): Promise<KillRemoteFig
       w,
       random: rng(seed + 1),
       types: [["short", 5], ["long", 2], ["failing", 2], ["all", 0.5]],
-      maxWaiting: 20,
+      maxWaiting: opts.maxWaiting ?? 20,
     });
     stats = workload.stats;
     for (let k = 1; k <= opts.kills; k++) {

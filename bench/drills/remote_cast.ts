@@ -81,16 +81,19 @@ export class Cast {
         workerId: null,
       });
     }
+    // A restarted worker kills every process of its name: a name of this run alone keeps it
+    // off another drill's (or test's) jobs on the same machine.
+    const tag = crypto.randomUUID().slice(0, 8);
     for (let i = 0; i < opts.workers; i++) {
       const server = this.servers[i % opts.servers];
       this.workers.push({
         kind: "worker",
-        name: `drill-box-${i}`,
+        name: `drill-${tag}-box-${i}`,
         url: server.url,
         env: {
           ...common,
           TRAINER_URL: server.url,
-          WORKER_NAME: `drill-box-${i}`,
+          WORKER_NAME: `drill-${tag}-box-${i}`,
           MAX_CONCURRENT_JOBS: String(opts.maxConcurrent),
           CANCEL_GRACE_SECONDS: "1",
         },
