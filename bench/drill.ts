@@ -1,12 +1,14 @@
 /**
- * `deno task drill [kill|input|slowlog|hostile]...`: the full fault drills of issues 4 and 7
- * against real server processes. Prints every figure and writes bench/results/drill-<name>.json.
+ * `deno task drill [kill|kill-remote|input|slowlog|hostile]...`: the full fault drills of issues
+ * 4 and 7 against real server processes (and, for kill-remote, remote workers). Prints every
+ * figure and writes bench/results/drill-<name>.json.
  * The small versions run in CI as tests/drill_*_test.ts and tests/e2e_hostile_output_test.ts.
  */
 import { badInput } from "./drills/bad_input.ts";
 import { DrillFailure } from "./drills/failure.ts";
 import { hostileDrill } from "./drills/hostile.ts";
 import { killLoop } from "./drills/kill_loop.ts";
+import { killRemote } from "./drills/kill_remote.ts";
 import { collectorDrill, serverDrill } from "./drills/slow_log.ts";
 import { machine } from "./lib/machine.ts";
 import { REPO } from "./lib/server.ts";
@@ -15,6 +17,7 @@ type Drill = (dir: string, log: (m: string) => void) => Promise<Record<string, u
 
 const DRILLS: Record<string, Drill> = {
   kill: async (dir, log) => ({ ...await killLoop({ kills: 50, dir, log }) }),
+  "kill-remote": async (dir, log) => ({ ...await killRemote({ kills: 30, dir, log }) }),
   input: async (dir, log) => ({ ...await badInput({ requests: 10_000, dir, log }) }),
   hostile: (dir, log) => hostileDrill({ dir, floodLines: 300_000, hugeBytes: 10_000_000, log }),
   slowlog: async (dir, log) => {
@@ -78,7 +81,7 @@ for (const name of names) {
   );
   console.log(`  ${result.pass ? "pass" : "FAIL"} in ${result.seconds} s`);
   console.log(`  ${JSON.stringify(result.figures ?? {})}`);
-  summary.push(`${name.padEnd(8)} | ${result.pass ? "pass" : "FAIL"}`);
+  summary.push(`${name.padEnd(11)} | ${result.pass ? "pass" : "FAIL"}`);
 }
 console.log(`\n${summary.join("\n")}`);
 if (summary.some((s) => s.endsWith("FAIL"))) Deno.exit(1);

@@ -147,3 +147,39 @@ export async function checkLiveServer(
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * Reads a database that servers may still be writing (WAL lets a reader in) and returns what
+ * breaks the log's rules: duplicate seqs, seq or version gaps, projection unlike a replay.
+ */
+export async function logProblems(dbPath: string): Promise<string[]> {
+  const database = await openDatabase(`file:${dbPath}`);
+  try {
+    const problems: string[] = [];
+    const rs = await database.client.execute(
+      "SELECT count(*) AS n, count(DISTINCT seq) AS seqs, min(seq) AS lo, max(seq) AS hi FROM events",
+    );
+    const { n, seqs, lo, hi } = rs.rows[0];
+    if (Number(n) !== Number(seqs)) problems.push(`${n} events but ${seqs} distinct seqs`);
+    if (Number(n) && Number(hi) - Number(lo) + 1 !== Number(n)) {
+      problems.push(`seqs ${lo}..${hi} are not gapless for ${n} events`);
+    }
+    const gaps = await database.client.execute(
+      "SELECT job_id FROM events GROUP BY job_id HAVING max(version) != count(*) LIMIT 5",
+    );
+    for (const r of gaps.rows) problems.push(`job ${r.job_id}: its versions have gaps`);
+    const rows = await database.db.select().from(jobs);
+    const replayed = await replay(database);
+    if (replayed.size !== rows.length) {
+      problems.push(`projection has ${rows.length} jobs, replay ${replayed.size}`);
+    }
+    for (const row of rows) {
+      if (!isDeepStrictEqual(rowToState(row), replayed.get(row.job_id))) {
+        problems.push(`job ${row.job_id}: projection differs from replay`);
+      }
+    }
+    return problems;
+  } finally {
+    database.close();
+  }
+}

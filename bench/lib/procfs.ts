@@ -58,3 +58,14 @@ export function procStat(pid: number): ProcInfo | null {
 
 /** Live (non-zombie) processes whose environment has TRAIN_JOB_ID in `ids`: pid -> job id. */
 export const jobProcesses = findJobProcesses;
+
+/** Direct children of `pid` that are alive (not zombies). */
+export function childrenOf(pid: number): number[] {
+  const kids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const st = procStat(Number(entry.name));
+    if (st && st.ppid === pid && st.state !== "Z" && st.state !== "X") kids.push(st.pid);
+  }
+  return kids;
+}

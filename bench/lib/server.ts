@@ -1,6 +1,7 @@
 /**
  * Starts the real server process the way `deno task serve` does, on its own temporary
- * database and models folder, and finds its address from the `listening on` line.
+ * database and models folder, and finds its address from the `listening on` line; and any
+ * other module of the checkout (a remote worker) the same way.
  */
 import { fileURLToPath } from "node:url";
 
@@ -36,9 +37,8 @@ export interface Server {
 /** Starts `deno run --allow-all --frozen main.ts` with PORT=0 and waits until it listens. */
 export async function startServer(opts: ServerOptions): Promise<Server> {
   const dbPath = opts.dbPath ?? `${opts.dir}/trainer.db`;
-  const child = new Deno.Command("deno", {
-    args: ["run", "--allow-all", "--frozen", "main.ts"],
-    cwd: SERVED_REPO,
+  const started = await startProcess({
+    script: "main.ts",
     env: {
       PORT: "0",
       HOST: "127.0.0.1",
@@ -48,6 +48,37 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       MAX_CONCURRENT_JOBS: "2",
       ...opts.env,
     },
+    ready: /listening on (http:\/\/\S+)/,
+    what: "server",
+    timeoutMs: opts.startTimeoutMs,
+  });
+  return { ...started, url: started.ready[1], dbPath };
+}
+
+export interface ProcessOptions {
+  /** The module of SERVED_REPO to `deno run --allow-all --frozen`. */
+  script: string;
+  /** Set over the inherited environment, or alone with `clearEnv`. */
+  env: Record<string, string>;
+  clearEnv?: boolean;
+  /** The line that says the process is ready. */
+  ready: RegExp;
+  /** Names the process in errors. */
+  what: string;
+  /** Deadline for the ready line, ms (60 s unless given). */
+  timeoutMs?: number;
+}
+
+/** A process of this checkout, started and ready. */
+export type Started = Omit<Server, "url" | "dbPath"> & { ready: RegExpExecArray };
+
+/** Starts a module of this checkout and waits for its `ready` line. */
+export async function startProcess(opts: ProcessOptions): Promise<Started> {
+  const child = new Deno.Command("deno", {
+    args: ["run", "--allow-all", "--frozen", opts.script],
+    cwd: SERVED_REPO,
+    env: opts.env,
+    clearEnv: opts.clearEnv,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -66,24 +97,29 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     await reading.catch(() => {});
     return s;
   });
-  const url = await new Promise<string>((resolve, reject) => {
+  const ready = await new Promise<RegExpExecArray>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`server did not listen in time:\n${output.join("\n")}`)),
-      opts.startTimeoutMs ?? 60_000,
+      () => reject(new Error(`${opts.what} was not ready in time:\n${output.join("\n")}`)),
+      opts.timeoutMs ?? 60_000,
     );
-    const found = (line: string) => /listening on (http:\/\/\S+)/.exec(line)?.[1];
     onLine = (line) => {
-      const u = found(line);
-      if (u) {
+      const m = opts.ready.exec(line);
+      if (m) {
         clearTimeout(timer);
-        resolve(u);
+        resolve(m);
       }
     };
     for (const line of output) onLine(line);
     status.then((s) => {
       clearTimeout(timer);
-      reject(new Error(`server exited (${s.code}) before listening:\n${output.join("\n")}`));
+      reject(new Error(`${opts.what} exited (${s.code}) before ready:\n${output.join("\n")}`));
     });
+  }).catch(async (e) => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await status;
+    throw e;
   });
   onLine = null;
   const stop = async (graceMs = 15_000) => {
@@ -105,7 +141,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     } catch { /* gone */ }
     return await status;
   };
-  return { url, pid: child.pid, dbPath, child, output, status, stop, kill };
+  return { ready, pid: child.pid, child, output, status, stop, kill };
 }
 
 /** Splits a text stream into lines. */

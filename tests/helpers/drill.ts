@@ -3,6 +3,7 @@
  * bench/drills/ so that `deno task drill` runs the same code at full size.
  */
 export { killLoop } from "../../bench/drills/kill_loop.ts";
+export { killRemote } from "../../bench/drills/kill_remote.ts";
 export { badInput } from "../../bench/drills/bad_input.ts";
 export { collectorDrill } from "../../bench/drills/slow_log.ts";
 

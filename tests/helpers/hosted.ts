@@ -2,12 +2,11 @@
  * Hosted-mode helpers: real `WORKERS=remote` servers and real `worker/main.ts` processes on
  * one workspace, and checks of the shared database from outside.
  */
-import { isDeepStrictEqual } from "node:util";
-import { openDatabase } from "../../db/client.ts";
-import { replay } from "../../db/rebuild.ts";
-import { rowToState } from "../../db/rows.ts";
-import { jobs } from "../../db/schema.ts";
 import { PYTHON, ROOT, Server, START_MS, within, type Workspace } from "./server.ts";
+
+// One copy of each, in bench/ (which must not import tests/): the drills check the same.
+export { logProblems } from "../../bench/drills/invariants.ts";
+export { childrenOf } from "../../bench/lib/procfs.ts";
 
 export const WORKER_TOKEN = "test-worker-token-0123456789abcdef";
 
@@ -122,55 +121,3 @@ export class WorkerProcess {
 const WORKER_VARS = ("TRAINER_URL WORKER_TOKEN WORKER_NAME MODELS_DIR MODEL_REGISTRY " +
   "MAX_CONCURRENT_JOBS CANCEL_GRACE_SECONDS TRAIN_PYTHON DATASET_PATH DATASET_TARGET " +
   "DATASET_TASK API_TOKEN WORKERS LEASE_SECONDS").split(" ");
-
-/** Direct children of `pid` that are alive (not zombies). */
-export function childrenOf(pid: number): number[] {
-  const kids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(ppid) === pid && state !== "Z" && state !== "X") kids.push(Number(entry.name));
-    } catch {
-      // exited while we looked
-    }
-  }
-  return kids;
-}
-
-/**
- * Reads the shared database (servers may still run: WAL lets a reader in) and returns what
- * breaks the log's rules: duplicate seqs, version gaps, projection unlike a replay.
- */
-export async function logProblems(dbPath: string): Promise<string[]> {
-  const database = await openDatabase(`file:${dbPath}`);
-  try {
-    const problems: string[] = [];
-    const rs = await database.client.execute(
-      "SELECT count(*) AS n, count(DISTINCT seq) AS seqs, min(seq) AS lo, max(seq) AS hi FROM events",
-    );
-    const { n, seqs, lo, hi } = rs.rows[0];
-    if (Number(n) !== Number(seqs)) problems.push(`${n} events but ${seqs} distinct seqs`);
-    if (Number(n) && Number(hi) - Number(lo) + 1 !== Number(n)) {
-      problems.push(`seqs ${lo}..${hi} are not gapless for ${n} events`);
-    }
-    const gaps = await database.client.execute(
-      "SELECT job_id FROM events GROUP BY job_id HAVING max(version) != count(*) LIMIT 5",
-    );
-    for (const r of gaps.rows) problems.push(`job ${r.job_id}: its versions have gaps`);
-    const rows = await database.db.select().from(jobs);
-    const replayed = await replay(database);
-    if (replayed.size !== rows.length) {
-      problems.push(`projection has ${rows.length} jobs, replay ${replayed.size}`);
-    }
-    for (const row of rows) {
-      if (!isDeepStrictEqual(rowToState(row), replayed.get(row.job_id))) {
-        problems.push(`job ${row.job_id}: projection differs from replay`);
-      }
-    }
-    return problems;
-  } finally {
-    database.close();
-  }
-}
