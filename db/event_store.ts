@@ -240,7 +240,10 @@ const LOST_RACE = new RegExp(
   "event with this (seq|job_id and version) already exists|" +
     "UNIQUE constraint failed: (events\\.|jobs\\.idempotency_key)|" +
     // A worker's lease ended between the unit's read and its commit (migration 0005).
-    "lease lost",
+    "lease lost|" +
+    // Another process held the write lock past the busy timeout (a server killed mid-commit
+    // leaves its WAL to be recovered by the next opener).
+    "SQLITE_BUSY",
 );
 
 /**
