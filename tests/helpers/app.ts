@@ -4,6 +4,7 @@
  * MODEL_REGISTRY of small shell scripts). Everything is disposed with `await using`.
  */
 import { FolderStore } from "../../artifacts/folder_store.ts";
+import type { ArtifactStore } from "../../artifacts/store.ts";
 import type { Hono } from "hono";
 import { basename, join } from "node:path";
 import { createApp } from "../../app.ts";
@@ -118,6 +119,8 @@ export interface AppOptions {
   logTailLines?: number;
   logTailBytes?: number;
   logPageBytes?: number;
+  /** The artifact store; a FolderStore on the models dir when unset, as main.ts's default. */
+  artifacts?: ArtifactStore;
 }
 
 export interface TestApp extends TestStore {
@@ -182,7 +185,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     newId: randomId,
     modelsDir,
     defaultTimeoutSeconds: opts.defaultTimeoutSeconds ?? 60,
-    artifacts: new FolderStore(modelsDir),
+    artifacts: opts.artifacts ?? new FolderStore(modelsDir),
     // What the in-process supervisor passes to its scripts.
     dataset: datasetSource(Deno.env.toObject()),
   };
