@@ -11,6 +11,7 @@ import { FolderStore } from "../artifacts/folder_store.ts";
 import { S3Store } from "../artifacts/s3_store.ts";
 import type { ArtifactEntry, ArtifactStore } from "../artifacts/store.ts";
 import type { Db } from "../db/client.ts";
+import { UnavailableError } from "../errors.ts";
 import { liveModels, type ModelRow } from "../projections/models.ts";
 import { displayPath, isSidecar, modelTypeOf, readMetadata } from "./artifacts.ts";
 
@@ -81,8 +82,24 @@ export async function listCatalog(
 /** The store's model files by name; metadata and unfinished writes are left out. */
 async function storedFiles(store: ArtifactStore): Promise<Map<string, ArtifactEntry>> {
   const files = new Map<string, ArtifactEntry>();
-  for await (const e of store.list()) if (!isSidecar(e.name)) files.set(e.name, e);
+  try {
+    for await (const e of store.list()) if (!isSidecar(e.name)) files.set(e.name, e);
+  } catch (e) {
+    throw storeUnavailable(store, e);
+  }
   return files;
+}
+
+/**
+ * A store that cannot be read is the operator's to fix, not a server bug: 503 naming it (a
+ * folder that became a file or unreadable, a bucket that went away).
+ */
+export function storeUnavailable(store: ArtifactStore, e: unknown): UnavailableError {
+  const which = store instanceof FolderStore ? "MODELS_DIR" : "ARTIFACT_STORE";
+  return new UnavailableError(
+    `the artifact store (${which}: ${store.describe()}) cannot be read: ` +
+      `${(e as Error).message}; ask the operator to fix it`,
+  );
 }
 
 async function recordEntry(

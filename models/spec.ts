@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import type { Db } from "../db/client.ts";
 import { modelsWithSpec } from "../projections/models.ts";
+import { storeUnavailable } from "./catalog.ts";
 import { MAX_METADATA_BYTES, metadataPathFor, readMetadataText } from "./artifacts.ts";
 
 /** The dataset settings of the server (DATASET_PATH, DATASET_TARGET, DATASET_TASK). */
@@ -202,7 +203,9 @@ export async function reusableModels(
   for (const [type, fingerprint] of wanted) {
     let match: Reusable | null = null;
     for (const row of await modelsWithSpec(deps.db, type, fingerprint)) {
-      const stat = await deps.artifacts.stat(row.name);
+      const stat = await deps.artifacts.stat(row.name).catch((e) => {
+        throw storeUnavailable(deps.artifacts, e);
+      });
       if (stat && stat.size === row.size) {
         match = { path: row.location, fingerprint };
         break;
