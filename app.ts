@@ -23,6 +23,7 @@ import { registerMetrics } from "./routes/metrics.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import { openStreamCount } from "./routes/stream_hub.ts";
 import { trainRoutes } from "./routes/train.ts";
+import { modelRoutes } from "./routes/models.ts";
 import { webRoutes } from "./web/routes.ts";
 import { workerRoutes } from "./routes/worker.ts";
 import type { Leases } from "./queue/leases.ts";
@@ -76,6 +77,8 @@ const ROUTES: [string, string[]][] = [
   ["/train", ["POST"]],
   ["/train/jobs", ["GET"]],
   ["/train/models/available", ["GET"]],
+  ["/train/models/:name/download", ["GET"]],
+  ["/train/models/:name", ["DELETE"]],
   ["/train/status/:job_id", ["GET"]],
   ["/train/logs/:job_id", ["GET"]],
   ["/train/job/:job_id/events", ["GET"]],
@@ -193,6 +196,7 @@ export function createApp(deps: AppDeps): Hono {
       logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
     }),
   );
+  app.route("/train", modelRoutes({ jobs: deps.jobs }));
   app.route(
     "/train",
     streamRoutes({

@@ -1,6 +1,7 @@
 /** Wiring only: configuration, database, recovery, supervisor, HTTP server, signals. */
 import { resolve } from "node:path";
 import { createApp } from "./app.ts";
+import { ArtifactConfigError, parseArtifactStore } from "./artifacts/config.ts";
 import { ConfigError, isLoopback, loadConfig } from "./config.ts";
 import { randomId, systemClock } from "./db/clock.ts";
 import { openDatabase } from "./db/client.ts";
@@ -47,6 +48,13 @@ const databaseLock = remote
   : await lockDatabase(config.DATABASE_URL).catch((e) => fail(e.message));
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(e.message));
 const modelsDir = resolve(config.MODELS_DIR);
+const artifacts = (() => {
+  try {
+    return parseArtifactStore(config.ARTIFACT_STORE, modelsDir, Deno.env.toObject());
+  } catch (e) {
+    fail(e instanceof ArtifactConfigError ? e.message : String(e));
+  }
+})();
 const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
   .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${rootCause(e)}`));
 const store = await EventStore.open(database, systemClock, { shared: remote });
@@ -102,6 +110,7 @@ const app = createApp({
     clock: systemClock,
     newId: randomId,
     modelsDir,
+    artifacts,
     defaultTimeoutSeconds: config.JOB_TIMEOUT_SECONDS,
     dataset: {
       path: config.DATASET_PATH,
@@ -171,6 +180,7 @@ async function shutdown(signal: string): Promise<void> {
   await store.flush();
   await server.shutdown();
   database.close();
+  artifacts.close();
   databaseLock?.close();
   log("stopped");
   Deno.exit(0);

@@ -11,6 +11,7 @@ import { z } from "zod";
 import {
   IdempotencyKey,
   ListQuery,
+  ModelsQuery,
   PageQuery,
   TrainingOptions,
   TrainingRequest,
@@ -18,6 +19,7 @@ import {
 import { NeuralNetParams, RandomForestParams, XGBoostParams } from "../models/hyperparameters.ts";
 import {
   CancelResponse,
+  DeleteModelResponse,
   ErrorBody,
   EventsResponse,
   HealthResponse,
@@ -45,6 +47,7 @@ const ERRORS = {
   404: "No such job, model type or file",
   409: "The job's state does not allow it (e.g. it already finished)",
   413: "The body is larger than 64 KiB",
+  416: "The Range starts past the end of the file; Content-Range says its size (bytes */size)",
   415: "The body is not sent as application/json",
   421: "On a loopback bind, the Host header is not a loopback name nor in ALLOWED_HOSTS",
   422: "A field, query parameter or header is invalid; `details` lists each one",
@@ -89,6 +92,31 @@ const jobIdParam: OpenAPIV3_1.ParameterObject = {
   required: true,
   schema: { type: "string", format: "uuid" },
 };
+
+const modelName: OpenAPIV3_1.ParameterObject = {
+  name: "name",
+  in: "path",
+  required: true,
+  description: "The model's file name, as GET /train/models/available lists it",
+  schema: { type: "string" },
+};
+
+const downloadHeaders: OpenAPIV3_1.ParameterObject[] = [
+  {
+    name: "Range",
+    in: "header",
+    required: false,
+    description: "One range: bytes=start-end, bytes=start- or bytes=-suffix; others are ignored",
+    schema: { type: "string" },
+  },
+  {
+    name: "If-None-Match",
+    in: "header",
+    required: false,
+    description: "The ETag of a copy the client has: 304 when it is this model's",
+    schema: { type: "string" },
+  },
+];
 
 const idempotencyHeader: OpenAPIV3_1.ParameterObject = {
   name: "Idempotency-Key",
@@ -166,8 +194,34 @@ export const trainDocs = {
   }),
   models: describeRoute({
     tags: TRAIN,
-    summary: "Trained model files in MODELS_DIR",
-    responses: { 200: json("The model files", ModelsResponse), ...errors() },
+    summary: "Models recorded in the log and files in the artifact store, newest first",
+    description: "check=true also compares each file's sha256 with its record (reads every " +
+      "file of a folder store) and reports corrupt files.",
+    parameters: query(ModelsQuery),
+    responses: { 200: json("The models", ModelsResponse), ...errors(422) },
+  }),
+  download: describeRoute({
+    tags: TRAIN,
+    summary: "Download a recorded model; ETag is its sha256; Range and If-None-Match work",
+    parameters: [modelName, ...downloadHeaders],
+    responses: {
+      200: { description: "The whole file", content: { "application/octet-stream": {} } },
+      206: {
+        description: "The bytes of the Range; Content-Range says which",
+        content: { "application/octet-stream": {} },
+      },
+      304: { description: "If-None-Match names the model's ETag: it has not changed" },
+      ...errors(404, 416),
+    },
+  }),
+  deleteModel: describeRoute({
+    tags: TRAIN,
+    summary: "Delete a model: records model_deleted in its job's log, then removes the file",
+    parameters: [modelName],
+    responses: {
+      200: json("The deletion", DeleteModelResponse),
+      ...errors(403, 404, 409),
+    },
   }),
   logs: describeRoute({
     tags: TRAIN,

@@ -164,22 +164,60 @@ export const CancelResponse = z.object({
   data: z.object({ job_id: JobId, status: JobStatus, cancelled_at: Time.nullable() }),
 });
 
+export const ModelStatus = z.enum(["ok", "missing", "corrupt", "unrecorded"]).meta({
+  description: "ok: recorded and present (with check=true, its sha256 matches too); missing: " +
+    "recorded, but the file is gone from the store; corrupt (check=true only): the file's size " +
+    "or sha256 differs from its record; unrecorded: a file in the store the log does not know",
+});
+
 export const ModelsResponse = z.object({
   available_models: z.record(
     z.string(),
     z.object({
-      path: z.string(),
+      path: z.string().meta({
+        description: "The file: relative to the working directory when inside it, or s3://",
+      }),
       type: z.string(),
       size: z.int(),
       modified: z.string().meta({
-        description: "The file's modification time, UTC to the second, without a zone",
+        description: "The file's modification time (the record's time when the file is " +
+          "missing), UTC to the second, without a zone",
         example: "2025-10-30T14:00:00",
       }),
       job_id: JobId.nullable(),
       metadata: Json.nullable(),
+      sha256: z.string().nullable().meta({
+        description: "As recorded when the model was stored; for an unrecorded file, null " +
+          "unless check=true computed it",
+      }),
+      metrics: Json.nullable(),
+      stored_in: z.string().meta({
+        description: "The store: `folder /abs/path` or `s3://bucket/prefix`",
+      }),
+      status: ModelStatus,
+      problem: z.string().nullable().meta({ description: "Why the status is not ok" }),
     }),
   ),
   models_directory: z.string(),
+  artifact_store: z.string().meta({ description: "The store models are kept in (ARTIFACT_STORE)" }),
+  checked: z.boolean().meta({ description: "True when check=true compared every sha256" }),
+  counts: z.object({ ok: z.int(), missing: z.int(), corrupt: z.int(), unrecorded: z.int() }).meta({
+    description: "How many listed models have each status",
+  }),
+});
+
+export const DeleteModelResponse = z.object({
+  status: z.literal("success"),
+  message: z.string(),
+  data: z.object({
+    name: z.string(),
+    job_id: JobId,
+    deleted_at: Time,
+    file_removed: z.boolean().meta({
+      description: "False when the store no longer had the file, or could not remove it",
+    }),
+    warning: z.string().nullable(),
+  }),
 });
 
 export const LogsResponse = z.object({

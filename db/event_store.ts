@@ -25,6 +25,7 @@ import type { Database } from "./client.ts";
 import { decodeJob, insertEvents, LOAD_JOB_SQL, upsertJobs } from "./job_sql.ts";
 import { rowToState } from "./rows.ts";
 import { events, jobs } from "./schema.ts";
+import { modelStatements } from "../projections/models.ts";
 
 /** What a unit of work may do: read job states and decide commands against them. */
 export interface UnitOfWork {
@@ -225,7 +226,13 @@ export class EventStore {
     staged: Map<string, JobState>,
     extra: InStatement[],
   ): Promise<void> {
-    const statements = [...insertEvents(appended), ...upsertJobs([...staged.values()]), ...extra];
+    // Inline projections run in the same batch: a failing one rolls the append back.
+    const statements = [
+      ...insertEvents(appended),
+      ...upsertJobs([...staged.values()]),
+      ...modelStatements(appended, (id) => staged.get(id)),
+      ...extra,
+    ];
     await this.database.client.batch(statements, "write");
   }
 

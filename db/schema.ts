@@ -108,3 +108,31 @@ export const workers = sqliteTable("workers", {
   registered_at: text("registered_at").notNull(),
   last_heartbeat: text("last_heartbeat").notNull(),
 }, (t) => [index("workers_name").on(t.name)]);
+
+/**
+ * Stored models: a projection of `artifact` events that carry a record, and of
+ * `model_deleted` events, written in the same transaction as them (projections/models.ts).
+ * A deleted model keeps its row with `deleted_at` set, so the log's history stays readable;
+ * it is never listed, downloaded nor reused.
+ */
+export const models = sqliteTable("models", {
+  name: text("name").primaryKey(),
+  job_id: text("job_id").notNull(),
+  model_type: text("model_type").notNull(),
+  size: integer("size").notNull(),
+  sha256: text("sha256").notNull(),
+  stored_in: text("stored_in").notNull(),
+  location: text("location").notNull(),
+  worker_id: text("worker_id").notNull(),
+  metrics: text("metrics", { mode: "json" }).$type<Record<string, unknown> | null>(),
+  /** The training spec's fingerprint (`spec_fingerprint` in the metadata), for reuse. */
+  fingerprint: text("fingerprint"),
+  metadata: text("metadata", { mode: "json" }).$type<Record<string, unknown> | null>(),
+  /** The seq of the `artifact` event: orders models recorded in the same millisecond. */
+  recorded_seq: integer("recorded_seq").notNull(),
+  created_at: text("created_at").notNull(),
+  deleted_at: text("deleted_at"),
+}, (t) => [
+  index("models_reuse").on(t.model_type, t.fingerprint, t.recorded_seq),
+  index("models_seq").on(t.recorded_seq),
+]);

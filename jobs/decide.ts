@@ -50,7 +50,12 @@ export type Command =
   /** Processes of an ended job, still carrying its id, were found and killed (at restart). */
   | { type: "strays_killed"; pids: number[] }
   /** The lease of a job with attempts left expired: it waits for a worker again. */
-  | { type: "requeue"; data: EventOf<"requeued">["data"] };
+  | { type: "requeue"; data: EventOf<"requeued">["data"] }
+  /**
+   * Deletes a model this job stored. The caller checks that the model is recorded, live and
+   * not in use (the `models` projection knows that; a job's state does not).
+   */
+  | { type: "delete_model"; name: string; reason: string };
 
 /** Decides one command against one job's state. */
 export function decide(command: Command, state: JobState | undefined, jobId: string): JobEvent[] {
@@ -119,6 +124,14 @@ export function decide(command: Command, state: JobState | undefined, jobId: str
     case "requeue":
       if (isTerminal(state.status) || state.children) return [];
       return [{ type: "requeued", data: command.data }];
+    case "delete_model":
+      // Only a completed job has a stored model; it cannot change any more.
+      if (state.status !== "completed") {
+        throw new ConflictError(
+          `job ${jobId} is ${state.status}; only a completed job's model can be deleted`,
+        );
+      }
+      return [{ type: "model_deleted", data: { name: command.name, reason: command.reason } }];
     default: {
       const never: never = command;
       throw new Error(`unhandled command ${JSON.stringify(never)}`);

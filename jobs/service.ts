@@ -2,6 +2,7 @@
  * Job use cases: submit and cancel. Checks that need I/O (registry, existing model files)
  * run here, before the unit of work; every decision on job state runs inside it.
  */
+import type { ArtifactStore } from "../artifacts/store.ts";
 import type { Clock, IdGenerator } from "../db/clock.ts";
 import type { EventStore } from "../db/event_store.ts";
 import { ConflictError } from "../errors.ts";
@@ -33,6 +34,8 @@ export interface JobDeps {
   defaultTimeoutSeconds: number;
   /** The dataset the scripts train on: part of the spec a reused model must match. */
   dataset: DatasetSource;
+  /** Where models are kept (ARTIFACT_STORE): listed, downloaded, deleted and reused from. */
+  artifacts: ArtifactStore;
 }
 
 export interface SubmitRequest {
@@ -148,17 +151,9 @@ async function findReusable(
     const job = { model_type: t.name, hyperparameters: shares.get(t.name) ?? {}, use_cv: useCv };
     return [t.name, specFingerprint(trainingSpec(job, dataset))];
   }));
-  return await reusableModels(deps.modelsDir, wanted, unfinishedArtifacts(deps));
-}
-
-/**
- * Model files of jobs that have not finished: a job still running may already have written
- * its file (or may yet fail and remove it), so only finished jobs' models are reused.
- */
-function unfinishedArtifacts(deps: JobDeps): Set<string> {
-  return new Set(
-    deps.store.activeJobs().map((j) => j.artifact_path).filter((p): p is string => !!p),
-  );
+  // Only recorded models are candidates, and a record is written when its job completes:
+  // the file of a job still running is never one.
+  return await reusableModels({ db: deps.store.database.db, artifacts: deps.artifacts }, wanted);
 }
 
 /** Cancels a job and, for a parent, every child that has not finished. */

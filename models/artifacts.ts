@@ -91,7 +91,18 @@ export async function scanModels(modelsDir: string, withMetadata: boolean) {
   return files.sort((a, b) => b.mtimeMs - a.mtimeMs || b.file.name.localeCompare(a.file.name));
 }
 
-async function readMetadata(modelPath: string): Promise<Record<string, unknown> | null> {
+/** The model type a file name starts with (`{type}_model_{date}…`), or null. */
+export function modelTypeOf(name: string): string | null {
+  return MODEL_FILE.exec(name)?.groups?.type ?? null;
+}
+
+/** True for files kept beside models that are not models: metadata, unfinished writes. */
+export function isSidecar(name: string): boolean {
+  return NOT_A_MODEL.test(name);
+}
+
+/** The metadata beside a model file, or null when absent, unreadable or not an object. */
+export async function readMetadata(modelPath: string): Promise<Record<string, unknown> | null> {
   try {
     const text = await readMetadataText(metadataPathFor(modelPath));
     const parsed = text === null ? null : JSON.parse(text);
@@ -120,7 +131,7 @@ export async function readMetadataText(path: string): Promise<string | null> {
 }
 
 /** Paths are shown relative to the working directory when inside it, as the contract does. */
-function displayPath(full: string): string {
+export function displayPath(full: string): string {
   const rel = relative(Deno.cwd(), full);
   return rel.startsWith("..") ? full : rel;
 }

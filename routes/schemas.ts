@@ -53,3 +53,9 @@ export const PageQuery = z.strictObject({
 export const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, {
   message: "must be 1-200 printable ASCII characters without spaces",
 });
+
+export const ModelsQuery = z.strictObject({
+  type: z.string().min(1).max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).optional(),
+  check: z.enum(["true", "false", "1", "0"]).optional(),
+});

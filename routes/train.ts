@@ -1,6 +1,5 @@
 /** The Train API routes. Thin: parse, call one use case or query, shape the response. */
 import { Hono } from "hono";
-import { resolve } from "node:path";
 import type { z } from "zod";
 import { getJob, getJobs, jobEvents, listJobs, logTail, waitingBefore } from "../db/queries.ts";
 import type { Db } from "../db/client.ts";
@@ -9,7 +8,6 @@ import type { CancelResponse } from "../contract/responses.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
 import { isWaiting, type JobState } from "../jobs/state.ts";
-import { listModels } from "../models/artifacts.ts";
 import { check, jobIdParam, readJson } from "./input.ts";
 import {
   IdempotencyKey,
@@ -88,21 +86,6 @@ export function trainRoutes(deps: TrainDeps): Hono {
     async (c) => c.json(await cancel(jobIdParam(c))),
   );
   app.delete("/job/:job_id", trainDocs.cancel, async (c) => c.json(await cancel(jobIdParam(c))));
-
-  app.get("/models/available", trainDocs.models, async (c) => {
-    const models = await listModels(deps.jobs.modelsDir);
-    return c.json({
-      available_models: Object.fromEntries(models.map((m) => [m.name, {
-        path: m.path,
-        type: m.type,
-        size: m.size,
-        modified: m.modified,
-        job_id: m.job_id,
-        metadata: m.metadata,
-      }])),
-      models_directory: resolve(deps.jobs.modelsDir),
-    });
-  });
 
   app.get("/logs/:job_id", trainDocs.logs, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));

@@ -3,11 +3,13 @@ import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { metadataPathFor } from "../models/artifacts.ts";
 import { LocalPort } from "../jobs/worker_port.ts";
-import { buildApp, type TestApp, writeTrainedModel } from "./helpers/app.ts";
+import { buildApp, recordTrainedModel, type TestApp, writeTrainedModel } from "./helpers/app.ts";
 import { startedData } from "./helpers/jobs.ts";
 
+/** A model a finished job stored and recorded: only recorded models are reused. */
 async function writeModel(t: TestApp, name: string, mtime: Date): Promise<string> {
-  return (await writeTrainedModel(t.modelsDir, name, { model_type: "xgboost", mtime })).path;
+  const m = { model_type: "xgboost", mtime };
+  return (await recordTrainedModel(t.store, t.modelsDir, name, m)).path;
 }
 
 async function status(t: TestApp, id: string) {
@@ -75,7 +77,7 @@ Deno.test("retrain:false reuses only a model trained with the same spec", async 
   const reuse = (json: unknown) => app.request("POST", "/train/xgboost", { json });
 
   await t.step("a model recorded with another dataset sha256 is not reused", async () => {
-    await writeTrainedModel(app.modelsDir, name(1), {
+    await recordTrainedModel(app.store, app.modelsDir, name(1), {
       model_type: "xgboost",
       dataset: { path: "/data/other.csv", sha256: "ab".repeat(32), target: null, task: "auto" },
       mtime: when(1),
@@ -85,8 +87,9 @@ Deno.test("retrain:false reuses only a model trained with the same spec", async 
   });
   await t.step("nor one with other hyperparameters or another use_cv", async () => {
     const hp = { model_type: "xgboost", hyperparameters: { max_depth: 3 } };
-    await writeTrainedModel(app.modelsDir, name(2), { ...hp, mtime: when(2) });
-    await writeTrainedModel(app.modelsDir, name(3), { ...hp, use_cv: false, mtime: when(3) });
+    await recordTrainedModel(app.store, app.modelsDir, name(2), { ...hp, mtime: when(2) });
+    const cv = { ...hp, use_cv: false, mtime: when(3) };
+    await recordTrainedModel(app.store, app.modelsDir, name(3), cv);
     assert.equal((await reuse({ retrain: false })).body.data.status, "started");
     assert.equal(
       (await reuse({ retrain: false, use_cv: false })).body.data.status,
@@ -99,6 +102,10 @@ Deno.test("retrain:false reuses only a model trained with the same spec", async 
     const broken = join(app.modelsDir, name(5));
     await Deno.writeTextFile(broken, "model");
     await Deno.writeTextFile(metadataPathFor(broken), "{not json");
+    assert.equal((await reuse({ retrain: false })).body.data.status, "started");
+  });
+  await t.step("nor an unrecorded file, though its metadata has the spec", async () => {
+    await writeTrainedModel(app.modelsDir, name(6), { model_type: "xgboost", mtime: when(6) });
     assert.equal((await reuse({ retrain: false })).body.data.status, "started");
   });
   await t.step("the newest model with the same spec is, however old", async () => {
@@ -122,7 +129,10 @@ Deno.test("retrain:false does not reuse the file of a job still running", async 
   assert.equal(claimed?.job_id, res.body.data.job_id);
   await port.started(claimed!.job_id, startedData());
   // The script has written its file but has not exited: it may still fail.
-  await writeModel(app, basename(claimed!.artifact_path!), new Date(Date.now() + 60_000));
+  await writeTrainedModel(app.modelsDir, basename(claimed!.artifact_path!), {
+    model_type: "xgboost",
+    mtime: new Date(Date.now() + 60_000),
+  });
   const again = await app.request("POST", "/train/xgboost", { json: { retrain: false } });
   assert.equal(again.body.data.status, "completed");
   assert.equal(again.body.data.model_path, older);

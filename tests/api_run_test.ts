@@ -4,7 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
-import { buildApp, liveGroupMembers, SCRIPTS, type TestApp, waitForJob } from "./helpers/app.ts";
+import {
+  buildApp,
+  ensureRecorded,
+  liveGroupMembers,
+  SCRIPTS,
+  type TestApp,
+  waitForJob,
+} from "./helpers/app.ts";
 
 const sh = (script: string, ...args: string[]) => ({
   command: ["/bin/sh", `./${script}`, ...args],
@@ -93,6 +100,7 @@ Deno.test("retrain: a reused model, then a new one; files are never overwritten"
   });
   const first = await waitForJob(app, (await train(app, "ok")).job_id, terminal);
   assert.equal(first.status, "completed");
+  await ensureRecorded(app, first.model_path);
 
   await t.step("retrain:false completes at once with the existing model", async () => {
     const job = await train(app, "ok", { retrain: false });
@@ -105,6 +113,7 @@ Deno.test("retrain: a reused model, then a new one; files are never overwritten"
     const done = await waitForJob(app, job.job_id, terminal);
     assert.equal(done.status, "completed");
     assert.notEqual(done.model_path, first.model_path);
+    await ensureRecorded(app, done.model_path);
     const models = await app.request("GET", "/train/models/available");
     assert.equal(Object.keys(models.body.available_models).length, 2);
     const reuse = await train(app, "ok", { retrain: false });

@@ -149,6 +149,7 @@ Deno.test("contract examples", async (t) => {
     assert.ok(m.path.endsWith(`models/${name}`));
     assert.equal(res.body.models_directory, app.modelsDir);
     assert.ok(isAbsolute(res.body.models_directory));
+    assert.equal(m.status, "unrecorded", "a file made before records existed");
   });
 });
 
@@ -156,7 +157,13 @@ Deno.test("GET /train/models/available with no models directory yet", async () =
   await using app = await buildApp();
   const res = await app.request("GET", "/train/models/available");
   assert.equal(res.status, 200);
-  assert.deepEqual(res.body, { available_models: {}, models_directory: app.modelsDir });
+  assert.deepEqual(res.body, {
+    available_models: {},
+    models_directory: app.modelsDir,
+    artifact_store: `folder ${app.modelsDir}`,
+    checked: false,
+    counts: { ok: 0, missing: 0, corrupt: 0, unrecorded: 0 },
+  });
 });
 
 Deno.test("GET /health", async (t) => {

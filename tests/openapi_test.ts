@@ -4,7 +4,8 @@
  * reaches every operation and the main error statuses must conform.
  */
 import assert from "node:assert/strict";
-import { buildApp, SCRIPTS, type TestApp, waitForJob } from "./helpers/app.ts";
+import { basename } from "node:path";
+import { buildApp, recordModel, SCRIPTS, type TestApp, waitForJob } from "./helpers/app.ts";
 import { checkerFor } from "./helpers/openapi.ts";
 
 const sh = (script: string, ...args: string[]) => ({
@@ -119,7 +120,22 @@ Deno.test("a run over every operation conforms to /openapi.json", async (t) => {
     await expectStatus(app, 200, "GET", "/train/jobs?limit=3");
     await expectStatus(app, 200, "GET", "/train/jobs?status=failed&model_type=broken");
     await expectStatus(app, 200, "GET", "/train/models/available");
-    await expectStatus(app, 200, "GET", "/health");
+    await expectStatus(app, 200, "GET", "/train/models/available?check=true&type=ok&limit=5");
+    const { model_path } = (await expectStatus(app, 200, "GET", `/train/status/${ids.ok}`)).data;
+    const name = basename(model_path);
+    // Until the supervisor records what it stores, the test records the file itself.
+    await recordModel(app.store, app.modelsDir, name);
+    const download = `/train/models/${name}/download`;
+    const res = await app.request("GET", download);
+    assert.equal(res.status, 200);
+    await expectStatus(app, 206, "GET", download, { headers: { range: "bytes=0-1" } });
+    await expectStatus(app, 304, "GET", download, {
+      headers: { "if-none-match": res.headers.get("etag")! },
+    });
+    await expectStatus(app, 416, "GET", download, { headers: { range: "bytes=999-" } });
+    await expectStatus(app, 200, "DELETE", `/train/models/${name}`);
+    await expectStatus(app, 404, "GET", download);
+    await expectStatus(app, 404, "DELETE", `/train/models/${name}`);
     await expectStatus(app, 200, "GET", "/metrics");
     await expectStatus(app, 200, "GET", "/docs");
     await expectStatus(app, 200, "GET", "/docs/assets/init.js");
@@ -153,6 +169,7 @@ Deno.test("a run over every operation conforms to /openapi.json", async (t) => {
       headers: { "content-type": "text/plain" },
     });
     await expectStatus(app, 422, "GET", "/train/jobs?limit=0");
+    await expectStatus(app, 422, "GET", "/train/models/available?limit=0");
     await expectStatus(app, 422, "GET", `/train/job/${ids.ok}/events?after=-1`);
     await expectStatus(app, 422, "POST", "/train", { json: { model_type: "svm" } });
     await expectStatus(app, 422, "POST", "/train/ok", { json: { epochs: 1 } });

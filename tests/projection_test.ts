@@ -3,6 +3,7 @@
  * (seeded) run through the real EventStore on a temp libSQL file, concurrently, then the
  * table is compared with `replay()` and rebuilt.
  */
+import { FolderStore } from "../artifacts/folder_store.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Database } from "../db/client.ts";
@@ -15,7 +16,9 @@ import type { Command, OutputEvent } from "../jobs/decide.ts";
 import { cancelJob, type JobDeps, submitJob } from "../jobs/service.ts";
 import type { JobState } from "../jobs/state.ts";
 import { loadRegistry } from "../models/registry.ts";
-import { openTestStore, steppingClock, writeTrainedModel } from "./helpers/app.ts";
+import { openTestStore, recordTrainedModel, steppingClock } from "./helpers/app.ts";
+import type { ArtifactRecord } from "../jobs/events.ts";
+import { allModelRows } from "../projections/models.ts";
 import { exitReport, startedData } from "./helpers/jobs.ts";
 
 /** mulberry32: a small seeded PRNG, so a failure can be replayed. */
@@ -66,10 +69,27 @@ function randomOutput(r: Rng, n: number): OutputEvent[] {
   });
 }
 
-function randomExit(r: Rng): Command {
+/** A stored model's record; names repeat across jobs, so upserts replace rows. */
+function randomRecord(r: Rng, n: number): ArtifactRecord {
+  const name = `xgboost_model_2025-01-01_000000_${String(n % 97).padStart(8, "0")}.joblib`;
+  return {
+    name,
+    size: r.int(1000),
+    sha256: r.pick(["a", "b", "c"]).repeat(64),
+    stored_in: "folder /models",
+    location: `/models/${name}`,
+    worker_id: r.pick(["w1", "w2"]),
+    metadata: r.chance(0.5)
+      ? { model_type: "xgboost", spec_fingerprint: "f".repeat(64), metrics: { acc: r.int(9) } }
+      : null,
+  };
+}
+
+function randomExit(r: Rng, n: number): Command {
+  const stored = r.chance(0.5) ? { artifact_record: randomRecord(r, n) } : {};
   return {
     type: "exit",
-    report: r.chance(0.75) ? exitReport() : r.pick([
+    report: r.chance(0.75) ? exitReport(stored) : r.pick([
       exitReport({ artifact: null }),
       exitReport({ exit_code: 1, artifact: null, stderr_tail: "boom" }),
       exitReport({ exit_code: 2, script_failure: { reason: "dataset_invalid", message: "bad" } }),
@@ -103,11 +123,15 @@ function leafLife(r: Rng, deps: JobDeps, id: string, n: number): Action[] {
   if (r.chance(0.08)) {
     life.push(run({ type: "fail", reason: "runtime_missing", error: "no runtime" }));
   }
-  if (r.chance(0.05)) life.push(run(randomExit(r)));
+  if (r.chance(0.05)) life.push(run(randomExit(r, n)));
   life.push(run({ type: "start", data: startedData({ pid: 1000 + n, pgid: 1000 + n }) }));
   for (let i = r.int(5); i > 0; i--) life.push(run({ type: "output", events: randomOutput(r, n) }));
   if (r.chance(0.12)) life.push(() => cancelJob(deps, id, "cancel while running"));
-  if (r.chance(0.9)) life.push(run(randomExit(r)));
+  if (r.chance(0.9)) life.push(run(randomExit(r, n)));
+  if (r.chance(0.15)) {
+    const name = randomRecord(r, n).name;
+    life.push(run({ type: "delete_model", name, reason: "random delete" }));
+  }
   if (r.chance(0.2)) life.push(run({ type: "output", events: randomOutput(r, n) }));
   if (r.chance(0.1)) life.push(() => cancelJob(deps, id, "cancel after the end"));
   if (r.chance(0.1)) life.push(run({ type: "strays_killed", pids: [9000 + n] }));
@@ -181,8 +205,8 @@ async function countsAndGroupBy(database: Database) {
 }
 
 /** The raw table, as stored (JSON columns as their text). */
-async function rawTable(database: Database): Promise<unknown[][]> {
-  const res = await database.client.execute("SELECT * FROM jobs ORDER BY job_id");
+async function rawTable(database: Database, table = "jobs", key = "job_id"): Promise<unknown[][]> {
+  const res = await database.client.execute(`SELECT * FROM ${table} ORDER BY ${key}`);
   return res.rows.map((row) => Array.from(row));
 }
 
@@ -191,10 +215,16 @@ for (const seed of [1, 2, 3]) {
     await using s = await openTestStore(steppingClock());
     const modelsDir = join(s.dir, "models");
     await Deno.mkdir(modelsDir);
-    await writeTrainedModel(modelsDir, "xgboost_model_2025-01-01_000000_00000000.joblib", {
-      model_type: "xgboost",
-      dataset: { builtin: "breast_cancer", task: "auto" },
-    });
+    // Reuse needs a recorded model trained with the default spec.
+    await recordTrainedModel(
+      s.store,
+      modelsDir,
+      "xgboost_model_2024-01-01_000000_00000000.joblib",
+      {
+        model_type: "xgboost",
+        dataset: { builtin: "breast_cancer", task: "auto" },
+      },
+    );
     let ids = 0;
     const deps: JobDeps = {
       store: s.store,
@@ -203,6 +233,7 @@ for (const seed of [1, 2, 3]) {
       newId: () => `00000000-0000-4000-8000-${String(++ids).padStart(12, "0")}`,
       modelsDir,
       defaultTimeoutSeconds: 60,
+      artifacts: new FolderStore(modelsDir),
       dataset: {},
     };
     await randomHistory(deps, seed, 300);
@@ -223,6 +254,13 @@ for (const seed of [1, 2, 3]) {
       );
       assert.ok(states.some((j) => j.status === "cancelled" && j.process && !j.started_at));
       assert.ok(states.length > 350, `only ${states.length} jobs`);
+    });
+    await t.step("models were recorded, replaced and deleted", async () => {
+      const rows = await allModelRows(s.database.db);
+      assert.ok(rows.length > 20, `only ${rows.length} models`);
+      assert.ok(rows.some((m) => m.deleted_at), "no deleted model");
+      assert.ok(rows.some((m) => !m.deleted_at), "no live model");
+      assert.ok(rows.some((m) => m.fingerprint && m.metrics), "no model with metadata");
     });
     await t.step("every row of the jobs table equals the replay of its log", async () => {
       const table = await tableStates(s.database);
@@ -260,6 +298,15 @@ for (const seed of [1, 2, 3]) {
         expected.map((j) => j.job_id).sort(),
       );
       for (const j of active) assert.deepEqual(j, replayed.get(j.job_id));
+    });
+    await t.step("rebuilding leaves the models table identical", async () => {
+      const before = await rawTable(s.database, "models", "name");
+      await rebuildProjections(s.database);
+      assert.deepEqual(await rawTable(s.database, "models", "name"), before);
+      await s.database.client.execute("UPDATE models SET deleted_at = NULL, size = -1");
+      await s.database.client.execute("DELETE FROM models WHERE rowid % 3 = 0");
+      await rebuildProjections(s.database);
+      assert.deepEqual(await rawTable(s.database, "models", "name"), before, "repaired");
     });
     await t.step("rebuilding leaves the table identical, and rebuilding twice too", async () => {
       const before = await rawTable(s.database);

@@ -3,8 +3,10 @@
  * built on it the way main.ts builds it (optionally with a real Supervisor + LocalPort and a
  * MODEL_REGISTRY of small shell scripts). Everything is disposed with `await using`.
  */
+import { FolderStore } from "../../artifacts/folder_store.ts";
+import type { ArtifactStore } from "../../artifacts/store.ts";
 import type { Hono } from "hono";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { createApp } from "../../app.ts";
 import { type Clock, randomId, systemClock } from "../../db/clock.ts";
 import { type Database, openDatabase } from "../../db/client.ts";
@@ -23,7 +25,11 @@ import {
   trainingSpec,
 } from "../../models/spec.ts";
 import { BUILTIN_TYPES } from "../../models/registry.ts";
-import { metadataPathFor } from "../../models/artifacts.ts";
+import { metadataPathFor, modelTypeOf } from "../../models/artifacts.ts";
+import { sha256File } from "../../artifacts/checksum.ts";
+import type { ArtifactRecord } from "../../jobs/events.ts";
+import { modelByName } from "../../projections/models.ts";
+import { exitReport, startedData, submittedData } from "./jobs.ts";
 
 /** A temp dir removed on dispose. */
 export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
@@ -64,6 +70,7 @@ export async function testJobDeps(
     newId: randomId,
     modelsDir: join(dir, "models"),
     defaultTimeoutSeconds: 120,
+    artifacts: new FolderStore(join(dir, "models")),
     dataset: {},
   };
 }
@@ -112,6 +119,8 @@ export interface AppOptions {
   logTailLines?: number;
   logTailBytes?: number;
   logPageBytes?: number;
+  /** The artifact store; a FolderStore on the models dir when unset, as main.ts's default. */
+  artifacts?: ArtifactStore;
 }
 
 export interface TestApp extends TestStore {
@@ -176,6 +185,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     newId: randomId,
     modelsDir,
     defaultTimeoutSeconds: opts.defaultTimeoutSeconds ?? 60,
+    artifacts: opts.artifacts ?? new FolderStore(modelsDir),
     // What the in-process supervisor passes to its scripts.
     dataset: datasetSource(Deno.env.toObject()),
   };
@@ -346,4 +356,71 @@ export function liveGroupMembers(pgid: number): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * Records a model the way a job that stored it does: a job's events (submitted, started, and
+ * an exit whose report carries the artifact record) appended through the real store, so the
+ * `models` projection gets its row in the same transaction. The file must already be in
+ * `folder` (the FolderStore's folder). Returns the job id and the record.
+ */
+export async function recordModel(
+  store: EventStore,
+  folder: string,
+  name: string,
+  opts: { model_type?: string; worker_id?: string; storedIn?: string; location?: string } = {},
+): Promise<{ jobId: string; record: ArtifactRecord }> {
+  const path = join(folder, name);
+  const jobId = randomId();
+  const info = await Deno.stat(path);
+  const metaText = await Deno.readTextFile(metadataPathFor(path)).catch(() => null);
+  const record: ArtifactRecord = {
+    name,
+    size: info.size,
+    sha256: await sha256File(path),
+    stored_in: opts.storedIn ?? `folder ${folder}`,
+    location: opts.location ?? path,
+    worker_id: opts.worker_id ?? "test-worker",
+    metadata: metaText ? JSON.parse(metaText) : null,
+  };
+  const model_type = opts.model_type ?? modelTypeOf(name) ??
+    String(record.metadata?.model_type ?? "xgboost");
+  await store.run(async (uow) => {
+    await uow.execute(jobId, {
+      type: "submit",
+      reuse: null,
+      data: submittedData({ model_type, artifact_path: path }),
+    });
+    await uow.execute(jobId, { type: "start", data: startedData() });
+    await uow.execute(jobId, {
+      type: "exit",
+      report: exitReport({ artifact: path, artifact_record: record }),
+    });
+  });
+  return { jobId, record };
+}
+
+/** writeTrainedModel, then recordModel: a model a finished job stored and recorded. */
+export async function recordTrainedModel(
+  store: EventStore,
+  dir: string,
+  name: string,
+  m: TrainedModel,
+) {
+  const written = await writeTrainedModel(dir, name, m);
+  // The job's type is the one its file is named after, as with a real job.
+  const model_type = modelTypeOf(name) ?? m.model_type;
+  const { jobId, record } = await recordModel(store, dir, name, { model_type });
+  return { ...written, jobId, record };
+}
+
+/**
+ * Records the model a finished job left at `modelPath` unless the log already has it. The
+ * supervisor records what it stores once the write side lands; until then tests that reuse a
+ * real job's model record it here, and afterwards this does nothing.
+ */
+export async function ensureRecorded(t: TestApp, modelPath: string): Promise<void> {
+  const name = basename(modelPath);
+  if (await modelByName(t.database.db, name)) return;
+  await recordModel(t.store, t.modelsDir, name);
 }

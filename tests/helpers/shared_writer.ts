@@ -8,6 +8,7 @@
  * `deno run -A tests/helpers/shared_writer.ts <database url> <writer 0|1> <jobs> <keys>`
  * prints the summary as one JSON line.
  */
+import { FolderStore } from "../../artifacts/folder_store.ts";
 import { randomId } from "../../db/clock.ts";
 import { openDatabase } from "../../db/client.ts";
 import { EventStore, type UnitOfWork } from "../../db/event_store.ts";
@@ -65,6 +66,7 @@ export async function runWriter(
     newId: randomId,
     modelsDir: opts.modelsDir,
     defaultTimeoutSeconds: 60,
+    artifacts: new FolderStore(opts.modelsDir),
     dataset: {},
   };
   const keys: Record<string, string> = {};
