@@ -95,12 +95,11 @@ Deno.test("e2e: cleanup deletes only the job's own files; symlinked models are r
     });
 
     await t.step("reading an unusable MODELS_DIR is a clear 503, never a 500", async () => {
-      // Reuse reads the log's records, not the folder: with no recorded model of this type
-      // nothing is read, and the job fails at launch as above.
+      // Reuse checks the recorded model of this type (from the steps above) in the store:
+      // the store cannot be read, and the answer says which setting to fix.
       const reuse = await http(base, "POST", "/train/fake", { retrain: false });
-      assert.equal(reuse.status, 200, JSON.stringify(reuse.body));
-      const job = await waitTerminal(base, reuse.body.data.job_id);
-      assert.equal(job.failure_reason, "spawn_failed");
+      assert.equal(reuse.status, 503, JSON.stringify(reuse.body));
+      assert.match(reuse.body.message, /MODELS_DIR/);
       const listed = await http(base, "GET", "/train/models/available");
       assert.equal(listed.status, 503, JSON.stringify(listed.body));
       assert.match(listed.body.message, /MODELS_DIR/);
