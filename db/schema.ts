@@ -90,6 +90,7 @@ export const leases = sqliteTable("leases", {
   claimed_at: text("claimed_at").notNull(),
   /** Milliseconds since the epoch: compared in SQL on every claim and reap. */
   expires_at: integer("expires_at").notNull(),
+  /** 1 while held; 0 once ended by the worker's final report; -1 once ended by the reaper. */
   active: integer("active").notNull(),
   /** Output events of this attempt stored so far: the next chunk's expected offset. */
   output_offset: integer("output_offset").notNull().default(0),

@@ -142,6 +142,8 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
         process: null,
         started_at: null,
         progress: null,
+        // The next attempt starts afresh; the lost one's events stay in the log.
+        metrics: {},
         attempt: event.data.attempt,
         message: `Waiting for a worker: attempt ${event.data.attempt} of ${s.max_attempts} was ` +
           `lost with worker ${event.data.worker_name ?? event.data.worker_id}`,

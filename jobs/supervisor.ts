@@ -331,7 +331,10 @@ export class Supervisor {
       await recordSpec(artifact, r.spec).catch((e) => {
         this.opts.log?.(`job ${job.job_id}: could not record its training spec (${e})`);
       });
-      if (this.opts.artifacts) {
+      if (this.port.holds?.(job.job_id) === false) {
+        // Its lease went to another attempt: storing now could replace that attempt's model.
+        report.upload_failure = "the job's lease was lost before its model was stored";
+      } else if (this.opts.artifacts) {
         const stored = await storeModel(this.opts.artifacts, artifact, {
           workerId: this.opts.workerId,
           log: (m) => this.opts.log?.(`job ${job.job_id}: ${m}`),

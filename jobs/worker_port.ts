@@ -18,6 +18,8 @@ export interface WorkerPort {
   output(jobId: string, events: OutputEvent[]): Promise<void>;
   exited(jobId: string, report: ExitReport): Promise<void>;
   fail(jobId: string, reason: FailureReason, error: string): Promise<void>;
+  /** False once the job is known to be lost to this worker (a remote lease); else true. */
+  holds?(jobId: string): boolean;
   /** Calls back when work is queued and when a job is cancelled. */
   watch(listener: { queued(): void; cancelled(jobId: string): void }): void;
 }

@@ -48,7 +48,9 @@ export class OffsetGapError extends AppError {
 const CLAIM_SQL = `
 INSERT INTO leases (job_id, attempt, worker_id, token, claim_id, claimed_at, expires_at, active,
   output_offset)
-SELECT j.job_id, j.attempt + 1, ?1, lower(hex(randomblob(16))), ?2, ?3, ?4, 1, 0
+SELECT j.job_id,
+  max(j.attempt, (SELECT coalesce(max(l.attempt), 0) FROM leases l WHERE l.job_id = j.job_id)) + 1,
+  ?1, lower(hex(randomblob(16))), ?2, ?3, ?4, 1, 0
 FROM jobs j
 WHERE j.status = 'started' AND j.process IS NULL AND j.children IS NULL
   AND j.model_type IN (SELECT value FROM json_each(
@@ -58,8 +60,21 @@ ORDER BY j.submitted_seq
 LIMIT ?5
 RETURNING job_id, attempt, token, expires_at`;
 
+/** The claim's WHERE clause as a read: is there anything to claim? */
+const PROBE_SQL = `SELECT 1 FROM jobs j
+WHERE j.status = 'started' AND j.process IS NULL AND j.children IS NULL
+  AND j.model_type IN (SELECT value FROM json_each(
+    (SELECT model_types FROM workers WHERE worker_id = ?1)))
+  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = j.job_id AND l.active = 1)
+LIMIT 1`;
+
 const CLAIMED_SQL = `SELECT job_id, attempt, token, expires_at FROM leases
 WHERE claim_id = ? AND worker_id = ? AND active = 1`;
+
+/** `leases.active`: 1 while held; 0 once ended by the worker's exit or fail report. */
+const ENDED_BY_REPORT = 0;
+/** Ended by the reaper (the lease expired): the worker's later reports are stale. */
+const ENDED_BY_REAPER = -1;
 
 export interface LeaseOptions {
   clock: Clock;
@@ -82,6 +97,8 @@ export class Leases {
     const now = this.opts.clock.now().getTime();
     const again = await this.#client.execute({ sql: CLAIMED_SQL, args: [claimId, workerId] });
     let rows = again.rows;
+    // Most polls find nothing: a read costs no write transaction (and no fsync).
+    if (rows.length === 0 && !await this.#anyWaiting(workerId)) return [];
     if (rows.length === 0) {
       const rs = await this.#client.batch([
         { sql: CLAIM_SQL, args: [workerId, claimId, iso(now), now + this.opts.leaseMs, max] },
@@ -103,6 +120,11 @@ export class Leases {
     return claimed.sort((a, b) => a.job.submitted_seq - b.job.submitted_seq);
   }
 
+  async #anyWaiting(workerId: string): Promise<boolean> {
+    const rs = await this.#client.execute({ sql: PROBE_SQL, args: [workerId] });
+    return rs.rows.length > 0;
+  }
+
   /**
    * Inside a unit: the lease `ref` names, if it is still the job's live lease; throws
    * LeaseLostError otherwise.
@@ -115,7 +137,7 @@ export class Leases {
     });
     const row = rs.rows[0];
     if (!row) throw new LeaseLostError(ref.job_id, "no such lease: another attempt owns the job");
-    if (!Number(row.active)) throw new LeaseLostError(ref.job_id, "the lease was ended");
+    if (Number(row.active) !== 1) throw new LeaseLostError(ref.job_id, "the lease was ended");
     if (Number(row.expires_at) <= this.opts.clock.now().getTime()) {
       throw new LeaseLostError(ref.job_id, "the lease expired: no heartbeat in time");
     }
@@ -130,11 +152,27 @@ export class Leases {
     return { job, offset: Number(row.output_offset) };
   }
 
-  /** Ends a lease in the unit's transaction. */
-  end(uow: UnitOfWork, ref: { job_id: string; attempt: number }): void {
+  /**
+   * True when `ref` names a lease that exists with this token and has ended: a final report
+   * (exit, fail) sent again after its answer was lost. Nothing is left to record: the lease
+   * ended with that report, or with the reaper, whose events stand.
+   */
+  async endedBy(ref: LeaseRef): Promise<boolean> {
+    const rs = await this.#client.execute({
+      sql: "SELECT active FROM leases WHERE job_id = ? AND attempt = ? AND token = ?",
+      args: [ref.job_id, ref.attempt, ref.lease_token],
+    });
+    return rs.rows.length > 0 && Number(rs.rows[0].active) === ENDED_BY_REPORT;
+  }
+
+  /**
+   * Ends a lease in the unit's transaction: by the worker's own final report, or by the
+   * reaper (then a late report from that worker is stale and refused).
+   */
+  end(uow: UnitOfWork, ref: { job_id: string; attempt: number }, by: "report" | "reaper"): void {
     uow.also({
-      sql: "UPDATE leases SET active = 0 WHERE job_id = ? AND attempt = ?",
-      args: [ref.job_id, ref.attempt],
+      sql: "UPDATE leases SET active = ? WHERE job_id = ? AND attempt = ?",
+      args: [by === "report" ? ENDED_BY_REPORT : ENDED_BY_REAPER, ref.job_id, ref.attempt],
     });
   }
 
@@ -204,7 +242,7 @@ export class Leases {
       args: [ref.job_id, ref.attempt],
     });
     const lease = cur.rows[0];
-    if (!lease || !Number(lease.active) || Number(lease.expires_at) > now) return false;
+    if (!lease || Number(lease.active) !== 1 || Number(lease.expires_at) > now) return false;
     const job = await uow.get(ref.job_id);
     if (job?.status === "started" && !job.process && !job.children) {
       // Claimed but never started (the worker died with the claim's answer in flight, say):
@@ -219,7 +257,7 @@ export class Leases {
       });
       return true;
     }
-    this.end(uow, ref);
+    this.end(uow, ref, "reaper");
     if (!job) return true;
     const worker = {
       worker_id: String(row.worker_id),

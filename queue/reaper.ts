@@ -1,5 +1,5 @@
 /**
- * Runs the lease reaper lazily (on worker requests and status reads, at most every
+ * Runs the lease reaper lazily (on worker requests, at most every
  * `minGapMs`) and on a timer, so a lost worker's job ends within about a second of its
  * lease, whether or not anyone is asking. Several API instances may reap at once: each
  * expiry is a unit fenced by the job's version, so only one of them records it.

@@ -39,7 +39,13 @@ export function healthRoutes(deps: HealthDeps): Hono {
     if (!hasToken(c.req.header("authorization"), deps.apiToken)) {
       return c.json({ status }, ok ? 200 : 503);
     }
-    if (deps.remote) return c.json(await remoteHealth(deps, status, database), ok ? 200 : 503);
+    if (deps.remote && ok) {
+      try {
+        return c.json(await remoteHealth(deps, status, database), 200);
+      } catch (e) {
+        return c.json({ status: "error", database: `error: ${e}` }, 503);
+      }
+    }
     const active = deps.store.activeJobs();
     const runtimes = deps.runtimes.snapshot();
     const model_types = Object.fromEntries(

@@ -19,6 +19,7 @@ import { type LeaseRef, Leases, OffsetGapError } from "../queue/leases.ts";
 import type { Reaper } from "../queue/reaper.ts";
 import { registerWorker } from "../queue/workers.ts";
 import { check, jobIdParam, readJson } from "./input.ts";
+import { ConflictError } from "../errors.ts";
 
 export interface WorkerRouteDeps {
   store: EventStore;
@@ -77,7 +78,11 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     const body = check(StartedRequest, await readJson(c, true), "request body");
     const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
     const cancelled = await deps.store.run(async (uow) => {
-      await deps.leases.hold(uow, ref);
+      const { job } = await deps.leases.hold(uow, ref);
+      // Sent again because its answer was lost: the start is recorded already.
+      if (job.process && (job.process.attempt ?? 1) === body.attempt) {
+        return job.status === "cancelled";
+      }
       await uow.execute(job_id, {
         type: "start",
         data: { ...body.process, attempt: body.attempt },
@@ -93,7 +98,17 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
     const next_offset = await oneAtATime(job_id, () =>
       deps.store.run(async (uow) => {
-        const { offset } = await deps.leases.hold(uow, ref);
+        const { job, offset } = await deps.leases.hold(uow, ref);
+        // Output only follows its attempt's recorded start: stored before it, it would be
+        // dropped (no process) while its offset counted it as held.
+        if (!job.process || (job.process.attempt ?? 1) !== body.attempt) {
+          throw new ConflictError(
+            `job ${job_id}: output of attempt ${body.attempt} before its start`,
+            [
+              { code: "not_started" },
+            ],
+          );
+        }
         if (body.offset > offset) throw new OffsetGapError(job_id, offset, body.offset);
         // A chunk sent again (its answer was lost) is stored once: skip what is already held.
         const fresh = body.events.slice(offset - body.offset) as OutputEvent[];
@@ -110,9 +125,11 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     const body = check(ExitRequest, await readJson(c, true), "request body");
     const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
     await deps.store.run(async (uow) => {
+      // A report sent again after its answer was lost finds its own lease ended: done.
+      if (await deps.leases.endedBy(ref)) return;
       await deps.leases.hold(uow, ref);
       await uow.execute(job_id, { type: "exit", report: body.report });
-      deps.leases.end(uow, ref);
+      deps.leases.end(uow, ref, "report");
     });
     return c.json({ ok: true });
   });
@@ -122,9 +139,10 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     const body = check(FailRequest, await readJson(c, true), "request body");
     const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
     await deps.store.run(async (uow) => {
+      if (await deps.leases.endedBy(ref)) return;
       await deps.leases.hold(uow, ref);
       await uow.execute(job_id, { type: "fail", reason: body.reason, error: body.error });
-      deps.leases.end(uow, ref);
+      deps.leases.end(uow, ref, "report");
     });
     return c.json({ ok: true });
   });

@@ -134,10 +134,13 @@ Deno.test("reports are fenced by attempt and lease token", async () => {
   assert.equal(job.status, "completed");
   assert.equal(job.log_lines, 2);
 
-  // The exit ended the lease: nothing more is taken on it.
+  // The exit ended the lease: nothing more is taken on it. The same exit sent again (its
+  // answer was lost) is answered as done, and adds nothing.
   const before = (await h.events(id)).length;
   assertLost(await h.post(path("output"), { ...fence(c), offset: 2, events: logLines(2, 1) }));
-  assertLost(await h.post(path("exit"), { ...fence(c), report: exitReport() }));
+  const again = await h.post(path("exit"), { ...fence(c), report: exitReport() });
+  assert.deepEqual([again.status, again.body], [200, { ok: true }]);
+  assertLost(await h.post(path("started"), { ...fence(c), process: startInfo(w) }));
   assert.equal((await h.events(id)).length, before);
   await assertProjectionIsReplay(h.database);
 });
@@ -413,4 +416,34 @@ Deno.test("tokens: WORKER_TOKEN opens /worker only, API_TOKEN the user API only"
     assert.equal(res.status, 404);
     assert.match((await res.json()).message, /WORKERS=remote/);
   });
+});
+
+Deno.test("reports sent again after a lost answer; output before the start", async () => {
+  await using h = await hostedApp();
+  const id = await h.submit("alpha");
+  const w = await h.register("w", ["alpha"]);
+  const [c] = await h.claim(w, "c", 1);
+  const early = await h.post(`jobs/${id}/output`, {
+    ...fence(c),
+    offset: 0,
+    events: logLines(0, 3),
+  });
+  assert.equal(early.status, 409, JSON.stringify(early.body));
+  assert.equal(early.body.details[0].code, "not_started");
+  assert.deepEqual(await started(h, w, c), { cancelled: false });
+  // The same start again: answered as before, and the running job is left alone.
+  assert.deepEqual(await started(h, w, c), { cancelled: false });
+  const out = await h.post(`jobs/${id}/output`, { ...fence(c), offset: 0, events: logLines(0, 3) });
+  assert.deepEqual([out.status, out.body], [200, { next_offset: 3 }]);
+  const job = await h.job(id);
+  assert.equal(job.status, "running");
+  assert.equal(job.log_lines, 3);
+  assert.deepEqual((await h.events(id)).map((e) => e.type), [
+    "submitted",
+    "started",
+    "log",
+    "log",
+    "log",
+  ]);
+  await assertProjectionIsReplay(h.database);
 });

@@ -62,8 +62,16 @@ export class Outage {
     );
   }
 
+  #lastContact = Date.now();
+
+  /** Milliseconds since a call last got through. */
+  silentMs(): number {
+    return Date.now() - this.#lastContact;
+  }
+
   /** A call got through. */
   over(): void {
+    this.#lastContact = Date.now();
     if (!this.#down) return;
     this.#down = false;
     this.warn(`TRAINER_URL=${this.url} answers again`);

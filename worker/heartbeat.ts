@@ -15,6 +15,8 @@ export interface HeartbeatOptions {
   /** One entry of each answer. */
   onJob(job: { job_id: string; cancel_requested: boolean; lost: boolean }): void;
   outage: Outage;
+  /** Called after each failed beat once the API has been silent longer than the lease. */
+  onSilence(silentMs: number): void;
   warn(message: string): void;
   /** Ends the loop, cutting a wait or a beat in flight short. */
   signal: AbortSignal;
@@ -38,6 +40,7 @@ export async function heartbeat(opts: HeartbeatOptions): Promise<void> {
     if (answer.kind === "aborted") return;
     if (answer.kind === "unreachable") {
       opts.outage.failed("heartbeat", answer.error, opts.seconds() * 1000);
+      opts.onSilence(opts.outage.silentMs());
     } else if (answer.kind === "refused") {
       opts.warn(`the API refused the heartbeat (${answer.status}): ${answer.message}`);
     } else {

@@ -51,6 +51,8 @@ interface Held {
   started: boolean;
   lost: boolean;
   process: { pid: number; start_ticks: number | null } | null;
+  /** Settles once `started` has been answered: output waits for it (the API refuses it before). */
+  ack: PromiseWithResolvers<void>;
 }
 
 type Listener = { queued(): void; cancelled(jobId: string): void };
@@ -71,6 +73,7 @@ export class HttpPort implements WorkerPort {
   #heartbeat: Promise<void> | null = null;
   #workerId: string | null = null;
   #heartbeatSeconds = 10;
+  #leaseSeconds = 30;
   #outage: Outage;
 
   constructor(readonly client: ApiClient, readonly opts: HttpPortOptions) {
@@ -100,6 +103,7 @@ export class HttpPort implements WorkerPort {
       if (answer.kind === "ok") {
         this.#workerId = answer.value.worker_id;
         this.#heartbeatSeconds = answer.value.heartbeat_seconds;
+        this.#leaseSeconds = answer.value.lease_seconds;
         return answer.value;
       }
       if (answer.kind === "aborted") throw new Error("closed while registering");
@@ -179,6 +183,7 @@ export class HttpPort implements WorkerPort {
       started: false,
       lost: false,
       process: null,
+      ack: Promise.withResolvers<void>(),
     });
     const path = c.job.artifact_path;
     // The API's path is on its machine; the model is written under this worker's MODELS_DIR.
@@ -194,13 +199,15 @@ export class HttpPort implements WorkerPort {
       if (held.lost) this.#killLost(held);
     }
     const process = { ...info, worker_name: this.opts.name, attempt: held?.attempt };
-    const answer = await this.#report(jobId, "started", { process }, StartedResponse);
+    const answer = await this.#report(jobId, "started", { process }, StartedResponse)
+      .finally(() => held?.ack.resolve());
     if (answer === null) return { cancelled: true };
     if (answer.kind === "refused") throw new Error(refusal("started", answer));
     return answer.value;
   }
 
   async output(jobId: string, events: OutputEvent[]): Promise<void> {
+    await this.#jobs.get(jobId)?.ack.promise;
     for (let resyncs = 0;; resyncs++) {
       const held = this.#jobs.get(jobId);
       const answer = await this.#report(
@@ -260,6 +267,12 @@ export class HttpPort implements WorkerPort {
     for (;;) {
       const held = this.#jobs.get(jobId);
       if (!held || held.lost) return null;
+      if (this.#outage.silentMs() > this.#leaseMs()) {
+        // The API has let the lease go by now: this report can never be accepted, and the
+        // job may run elsewhere. Waiting on would also hang a shutdown.
+        this.#lose(jobId, `no answer from the API for longer than the lease`);
+        return null;
+      }
       const lease = { attempt: held.attempt, lease_token: held.lease_token };
       // Not abortable: reports made while shutting down (interrupted jobs) must arrive.
       const answer = await this.client.post(path, { ...lease, ...body }, schema);
@@ -294,9 +307,26 @@ export class HttpPort implements WorkerPort {
         else if (job.cancel_requested) this.#listener?.cancelled(job.job_id);
       },
       outage: this.#outage,
+      onSilence: (silentMs) => {
+        if (silentMs <= this.#leaseMs()) return;
+        for (const id of this.#jobs.keys()) {
+          this.#lose(id, `no heartbeat got through for ${Math.round(silentMs / 1000)} s`);
+        }
+      },
       warn: this.opts.warn,
       signal: this.#closing.signal,
     });
+  }
+
+  /** True while this worker holds the job's lease, as far as it knows. */
+  holds(jobId: string): boolean {
+    const held = this.#jobs.get(jobId);
+    return !!held && !held.lost;
+  }
+
+  /** The lease's length, plus a margin for the API's reaper and clock. */
+  #leaseMs(): number {
+    return (this.#leaseSeconds + 2) * 1000;
   }
 
   /** The lease is gone: another attempt may own the job. Stop the process now, report no more. */

@@ -48,15 +48,23 @@ const artifacts = (() => {
   }
 })();
 const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
-void runtimes.refresh().then((found) => {
-  for (const [type, r] of found) {
-    log(
-      r.runnable
-        ? `model type ${type}: runnable with ${r.program}`
-        : `model type ${type}: NOT runnable: ${r.hint}`,
-    );
-  }
-});
+const found = await runtimes.refresh();
+for (const [type, r] of found) {
+  log(
+    r.runnable
+      ? `model type ${type}: runnable with ${r.program}`
+      : `model type ${type}: NOT runnable: ${r.hint}`,
+  );
+}
+// Only what this machine can run is offered: a type offered but not runnable would drain its
+// queue here, failing every job as runtime_missing, while other workers could run them.
+const modelTypes = [...registry.keys()].filter((t) => t !== "all" && found.get(t)?.runnable);
+if (modelTypes.length === 0) {
+  fail(
+    "no model type is runnable on this machine, so there is nothing to offer: " +
+      [...found].map(([t, r]) => `${t}: ${r.hint}`).join("; "),
+  );
+}
 
 const port = new HttpPort(new ApiClient(config.TRAINER_URL, config.WORKER_TOKEN), {
   name,
@@ -80,7 +88,6 @@ async function shutdown(signal: string): Promise<void> {
 Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
 Deno.addSignalListener("SIGINT", () => void shutdown("SIGINT"));
 
-const modelTypes = [...registry.keys()].filter((t) => t !== "all");
 const registered = await port.register(modelTypes, config.MAX_CONCURRENT_JOBS).catch((e) => {
   // A signal while registering: shutdown() is exiting already.
   if (signals) return new Promise<never>(() => {});
