@@ -9,7 +9,9 @@ import { type Config, ConfigError } from "./config.ts";
 
 /** Throws a ConfigError for the first setting that cannot work. */
 export async function checkSettings(config: Config): Promise<void> {
-  await checkModelsDir(config.MODELS_DIR);
+  // A hosted API whose models live in a bucket never writes a model file: it needs no folder.
+  const noFolder = config.WORKERS === "remote" && !!config.ARTIFACT_STORE?.startsWith("s3://");
+  if (!noFolder) await checkModelsDir(config.MODELS_DIR);
   if (config.DATASET_PATH) await checkDataset(config.DATASET_PATH, config.DATASET_TARGET);
 }
 

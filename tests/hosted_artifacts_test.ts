@@ -13,7 +13,9 @@ import {
   http,
   type Json,
   pollUntil,
+  python,
   PYTHON,
+  requireTrainingPython,
   type Server,
   waitJob,
   waitTerminal,
@@ -134,6 +136,61 @@ Deno.test("hosted + S3: models go to the bucket, verified, before the job comple
     });
   } finally {
     for (const w of workers) await w.kill("SIGKILL").catch(() => {});
+    await server?.kill();
+    await s3.close();
+    await ws.dispose();
+  }
+});
+
+Deno.test("hosted + S3: a worker trains xgboost; the API, with no models folder, lists and serves it", async () => {
+  await requireTrainingPython();
+  const ws = await Workspace.create();
+  const s3 = await startS3rver();
+  let server: Server | null = null;
+  let worker: WorkerProcess | null = null;
+  const apiModels = join(ws.dir, "api-has-no-models");
+  try {
+    server = await startHostedServer(ws, { ...s3Env(s3), MODELS_DIR: apiModels });
+    const base = server.base;
+    worker = await WorkerProcess.start(ws, base, {
+      ...s3Env(s3),
+      WORKER_NAME: "trainer-box",
+      MODELS_DIR: join(ws.dir, "worker-models"),
+    });
+    const r = await http(base, "POST", "/train/xgboost", { retrain: true, use_cv: false });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const d = await waitTerminal(base, r.body.data.job_id, 180_000);
+    assert.equal(d.status, "completed", d.error);
+    const name = d.model_path.split("/").at(-1);
+
+    const listed = await http(base, "GET", "/train/models/available?type=xgboost");
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    const model = listed.body.available_models[name];
+    assert.ok(model, JSON.stringify(listed.body));
+    assert.equal(model.status, "ok");
+    assert.equal(model.stored_in, `s3://${s3.bucket}/${PREFIX}`);
+    assert.equal(model.job_id, d.job_id);
+
+    const res = await fetch(`${base}/train/models/${name}/download`);
+    assert.equal(res.status, 200);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    assert.equal(Number(res.headers.get("content-length")), bytes.length);
+    assert.equal(res.headers.get("etag"), `"${model.sha256}"`);
+    const file = join(ws.dir, "downloaded.joblib");
+    await Deno.writeFile(file, bytes);
+    assert.equal(await sha256File(file), model.sha256);
+    const out = await python(
+      "import sys, joblib\n" +
+        "from sklearn.datasets import load_breast_cancer\n" +
+        "m = joblib.load(sys.argv[1])\n" +
+        "m = m.get('model', m) if isinstance(m, dict) else m\n" +
+        "print(list(m.predict(load_breast_cancer().data[:5])))",
+      file,
+    );
+    assert.match(out.trim(), /^\[(\d+(\.\d+)?, ){4}\d+(\.\d+)?\]$/, out);
+    await assert.rejects(Deno.stat(apiModels), Deno.errors.NotFound, "the API made a folder");
+  } finally {
+    await worker?.kill("SIGKILL");
     await server?.kill();
     await s3.close();
     await ws.dispose();
