@@ -169,10 +169,21 @@ Deno.test({
         await page.locator("#job-status", { hasText: "completed" }).waitFor({ timeout: 20_000 });
       });
 
-      await t.step("the models list shows the trained model's metrics", async () => {
-        await page.getByRole("link", { name: "Models" }).click();
-        await page.locator("#models-body tr", { hasText: "accuracy 0.95" }).first().waitFor();
-      });
+      await t.step(
+        "the models list shows the trained model's metrics and downloads it",
+        async () => {
+          await page.getByRole("link", { name: "Models" }).click();
+          const row = page.locator("#models-body tr", { hasText: "accuracy 0.95" }).first();
+          await row.waitFor();
+          assert.match(await row.innerText(), /\bok\b/);
+          const [file] = await Promise.all([
+            page.waitForEvent("download"),
+            row.getByRole("button", { name: /^Download / }).click(),
+          ]);
+          const saved = await file.path();
+          assert.equal(await Deno.readTextFile(saved!), "model");
+        },
+      );
 
       await t.step("filters narrow the table", async () => {
         await page.getByRole("link", { name: "Jobs" }).click();

@@ -90,3 +90,27 @@ export async function follow(path, { after, signal, onEvent }) {
   }
   return true;
 }
+
+/**
+ * Downloads `path` with the saved token (a plain link cannot send it) and hands the file to
+ * the browser under `name`.
+ */
+export async function download(path, name) {
+  const res = await fetch(path, { headers: headers(), cache: "no-store" });
+  if (res.status === 401) unauthorized.forEach((fn) => fn(null));
+  if (!res.ok) {
+    const type = res.headers.get("content-type") ?? "";
+    throw new ApiError(res.status, type.includes("json") ? await res.json() : null);
+  }
+  const url = URL.createObjectURL(await res.blob());
+  try {
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } finally {
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+}
