@@ -21,7 +21,7 @@ import type { FailureReason } from "./events.ts";
 import { type ModelType, PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
 import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
-import { launchSpec, recordSpec, specEnv, type TrainingSpec } from "../models/spec.ts";
+import { launchSpec, recordSpecSync, specEnv, type TrainingSpec } from "../models/spec.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import { storeModel } from "../models/store_model.ts";
 import { spawnLeader } from "./spawn.ts";
@@ -331,12 +331,16 @@ export class Supervisor {
       output_failure: collector.failure,
     };
     if (!r.stopping && status.success && artifact) {
-      await recordSpec(artifact, r.spec).catch((e) => {
+      let metadata: Record<string, unknown> | null | undefined;
+      try {
+        metadata = recordSpecSync(artifact, r.spec).metadata;
+      } catch (e) {
         this.opts.log?.(`job ${job.job_id}: could not record its training spec (${e})`);
-      });
+      }
       if (this.opts.artifacts) {
         const stored = await storeModel(this.opts.artifacts, artifact, {
           workerId: this.opts.workerId,
+          metadata,
           log: (m) => this.opts.log?.(`job ${job.job_id}: ${m}`),
         });
         if ("record" in stored) report.artifact_record = stored.record;
