@@ -21,9 +21,10 @@ import type { FailureReason } from "./events.ts";
 import { type ModelType, PYTHON, type Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
 import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
-import { launchSpec, recordSpec, specEnv, type TrainingSpec } from "../models/spec.ts";
+import { launchSpec, recordSpecSync, specEnv, type TrainingSpec } from "../models/spec.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import { storeModel } from "../models/store_model.ts";
+import { spawnLeader } from "./spawn.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -64,6 +65,8 @@ interface Running {
   reading: Promise<unknown>;
   /** Settles once the start is recorded (or recorded as failed). */
   recorded: Promise<void>;
+  /** Settles once the process leads its own group, so that the group can be signalled. */
+  leading: Promise<void>;
   launchedAt: number;
   stopping: StopReason | null;
   stopped: Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> | null;
@@ -135,7 +138,7 @@ export class Supervisor {
     if (!r) return Promise.resolve();
     if (!r.stopping) {
       r.stopping = reason;
-      r.stopped = stopGroup(r.child.pid, this.opts.graceSeconds * 1000);
+      r.stopped = r.leading.then(() => stopGroup(r.child.pid, this.opts.graceSeconds * 1000));
     }
     return r.done;
   }
@@ -219,18 +222,17 @@ export class Supervisor {
   /** Spawns one job and sends its start without waiting; null when it could not spawn. */
   #spawn({ job, type, command, spec }: Prepared): Running | null {
     let child: Deno.ChildProcess;
+    let leading: Promise<void>;
     // Taken before the spawn: every file the job writes is newer (see removeArtifacts).
     const launchedAt = Date.now();
     try {
-      child = new Deno.Command(command[0], {
-        args: command.slice(1),
+      ({ child, leading } = spawnLeader(command, {
         env: { ...this.#env(job, type.env), ...specEnv(spec) },
         clearEnv: true,
-        detached: true,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-      }).spawn();
+      }));
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       void this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`)
@@ -268,6 +270,7 @@ export class Supervisor {
         collector.consume(child.stderr, "stderr"),
       ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
       recorded,
+      leading,
       spec,
       launchedAt,
       stopping: null,
@@ -328,15 +331,19 @@ export class Supervisor {
       output_failure: collector.failure,
     };
     if (!r.stopping && status.success && artifact) {
-      await recordSpec(artifact, r.spec).catch((e) => {
+      let metadata: Record<string, unknown> | null | undefined;
+      try {
+        metadata = recordSpecSync(artifact, r.spec).metadata;
+      } catch (e) {
         this.opts.log?.(`job ${job.job_id}: could not record its training spec (${e})`);
-      });
+      }
       if (this.port.holds?.(job.job_id) === false) {
         // Its lease went to another attempt: storing now could replace that attempt's model.
         report.upload_failure = "the job's lease was lost before its model was stored";
       } else if (this.opts.artifacts) {
         const stored = await storeModel(this.opts.artifacts, artifact, {
           workerId: this.opts.workerId,
+          metadata,
           log: (m) => this.opts.log?.(`job ${job.job_id}: ${m}`),
         });
         if ("record" in stored) report.artifact_record = stored.record;

@@ -130,6 +130,21 @@ export async function readMetadataText(path: string): Promise<string | null> {
   return await Deno.readTextFile(path);
 }
 
+/**
+ * readMetadataText with synchronous calls, for the supervisor's thread: there each async call
+ * waits for a thread-pool slot, milliseconds under load, for a file that takes microseconds.
+ */
+export function readMetadataTextSync(path: string): string | null {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch {
+    return null;
+  }
+  if (!info.isFile || info.size > MAX_METADATA_BYTES) return null;
+  return Deno.readTextFileSync(path);
+}
+
 /** Paths are shown relative to the working directory when inside it, as the contract does. */
 export function displayPath(full: string): string {
   const rel = relative(Deno.cwd(), full);

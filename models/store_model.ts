@@ -5,11 +5,11 @@
  * and its checksum verified.
  */
 import { basename, dirname, resolve } from "node:path";
-import { sha256File } from "../artifacts/checksum.ts";
+import { measureFile } from "../artifacts/checksum.ts";
 import { FolderStore } from "../artifacts/folder_store.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import type { ArtifactRecord } from "../jobs/events.ts";
-import { metadataPathFor, readMetadataText } from "./artifacts.ts";
+import { metadataPathFor, readMetadataTextSync } from "./artifacts.ts";
 
 /** Tries of a whole store (model, then metadata) before the job fails with upload_failed. */
 const TRIES = 3;
@@ -22,11 +22,17 @@ const TRIES = 3;
 export async function storeModel(
   store: ArtifactStore,
   path: string,
-  opts: { workerId: string; log?: (m: string) => void; retryMs?: number },
+  opts: {
+    workerId: string;
+    log?: (m: string) => void;
+    retryMs?: number;
+    /** The metadata file's content as the caller just read or wrote it (recordSpecSync). */
+    metadata?: Record<string, unknown> | null;
+  },
 ): Promise<{ record: ArtifactRecord } | { failure: string }> {
   const name = basename(path);
   const metaPath = metadataPathFor(path);
-  const metadata = await readMetadata(metaPath);
+  const metadata = opts.metadata !== undefined ? opts.metadata : readMetadata(metaPath);
   let lastError = "";
   for (let attempt = 1; attempt <= TRIES; attempt++) {
     try {
@@ -64,14 +70,13 @@ function inPlace(store: ArtifactStore, path: string): boolean {
 
 async function put(store: ArtifactStore, path: string) {
   if (!inPlace(store, path)) return await store.put(basename(path), path);
-  const info = await Deno.stat(path);
-  return { size: info.size, sha256: await sha256File(path), location: resolve(path) };
+  return { ...await measureFile(path), location: resolve(path) };
 }
 
 /** The script's `.meta.json` (bounded in size), or null when there is none or it is not JSON. */
-async function readMetadata(metaPath: string): Promise<Record<string, unknown> | null> {
+function readMetadata(metaPath: string): Record<string, unknown> | null {
   try {
-    const text = await readMetadataText(metaPath);
+    const text = readMetadataTextSync(metaPath);
     if (text === null) return null;
     const parsed = JSON.parse(text);
     return parsed && typeof parsed === "object" && !Array.isArray(parsed) ? parsed : null;

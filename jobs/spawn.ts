@@ -1,0 +1,100 @@
+/**
+ * Spawns a job as the leader of its own session and process group.
+ *
+ * `Deno.Command` with `detached: true` runs setsid() in a pre-exec hook, which makes the
+ * runtime fork() the whole server (copying its page tables) instead of using posix_spawn:
+ * with 16 jobs starting and ending together that capped spawning at about 180 a second on
+ * a 2-core machine, below what a no-op job needs. Spawning util-linux's `setsid` program
+ * with the fast path, which calls setsid() and execs the job in place (same pid), measured
+ * 3x more spawns a second. Without that program, `detached: true` is used as before.
+ */
+/** execvp()'s search path when the environment has no PATH. */
+const DEFAULT_PATH = "/usr/bin:/bin";
+const SETSID = ["/usr/bin/setsid", "/bin/setsid"].find(isExecutable) ?? null;
+
+/** A spawned job; `leading` settles once it leads its group (or has already ended). */
+export interface Leader {
+  child: Deno.ChildProcess;
+  leading: Promise<void>;
+}
+
+/**
+ * Spawns `command` in a new session whose process group is led by the child (pgid = pid).
+ * Throws as `Deno.Command` does when the program cannot be found or run.
+ */
+export function spawnLeader(
+  command: string[],
+  options: Omit<Deno.CommandOptions, "args" | "detached" | "cwd">,
+): Leader {
+  if (!SETSID) {
+    const child = new Deno.Command(command[0], {
+      ...options,
+      args: command.slice(1),
+      detached: true,
+    })
+      .spawn();
+    return { child, leading: Promise.resolve() };
+  }
+  // Found here, so that a missing program fails the spawn (spawn_failed), not the job.
+  const program = resolveProgram(command[0], options.env?.PATH ?? DEFAULT_PATH);
+  const child = new Deno.Command(SETSID, {
+    ...options,
+    args: ["--", program, ...command.slice(1)],
+  }).spawn();
+  return { child, leading: becomesLeader(child.pid) };
+}
+
+/**
+ * Until setsid() ran in the child, its group does not exist yet and a signal to it would be
+ * lost: stops wait for this. The child is ours and not yet reaped, so its pid is not reused.
+ */
+async function becomesLeader(pid: number, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 1;; wait = Math.min(wait * 2, 50)) {
+    let stat: string;
+    try {
+      stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    } catch {
+      return;
+    }
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // A zombie never leads a live group; it ended before or after its setsid().
+    if (fields[0] === "Z" || fields[0] === "X" || Number(fields[2]) === pid) return;
+    if (Date.now() > deadline) return;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+/** The program execvp() would run: a path as given, else the first match on PATH. */
+function resolveProgram(name: string, path: string): string {
+  if (name.includes("/")) {
+    requireExecutable(name);
+    return name;
+  }
+  for (const dir of path.split(":")) {
+    const full = `${dir || "."}/${name}`;
+    if (isExecutable(full)) return full;
+  }
+  throw new Deno.errors.NotFound(`Failed to spawn '${name}': not found on PATH`);
+}
+
+function requireExecutable(name: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(name);
+  } catch (e) {
+    throw new Deno.errors.NotFound(`Failed to spawn '${name}': ${(e as Error).message}`);
+  }
+  if (!info.isFile || !((info.mode ?? 0o111) & 0o111)) {
+    throw new Deno.errors.PermissionDenied(`Failed to spawn '${name}': not an executable file`);
+  }
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
