@@ -37,8 +37,10 @@ export interface LogTail {
   truncated: boolean;
 }
 
+/** Log events read per query of a tail; most jobs' whole tail fits in one read. */
+const TAIL_BATCH = 16;
 const LOG_TAIL_SQL = `SELECT seq, data FROM events
-  WHERE job_id = ? AND type = 'log' AND seq < ? ORDER BY seq DESC LIMIT 16`;
+  WHERE job_id = ? AND type = 'log' AND seq < ? ORDER BY seq DESC LIMIT ${TAIL_BATCH}`;
 
 /**
  * The newest lines of a job's log, oldest first: at most `lines` lines and `bytes` UTF-8
@@ -71,6 +73,9 @@ export async function logTail(
       }
       before = Number(row.seq);
     }
+    // A short read was the log's start: asking again would only find nothing, and a query
+    // costs more than the rest of a status read's log work.
+    if (rows.length < TAIL_BATCH) break;
   }
   return { lines: newestFirst.reverse(), truncated: false };
 }
