@@ -37,26 +37,59 @@ export interface LogTail {
   truncated: boolean;
 }
 
+/** Log events read per query of a tail; most jobs' whole tail fits in one read. */
+const TAIL_BATCH = 16;
 const LOG_TAIL_SQL = `SELECT seq, data FROM events
-  WHERE job_id = ? AND type = 'log' AND seq < ? ORDER BY seq DESC LIMIT 16`;
+  WHERE job_id = ? AND type = 'log' AND seq < ? ORDER BY seq DESC LIMIT ${TAIL_BATCH}`;
+
+/** A log event of a tail, newest first: its seq and its lines. */
+interface TailRow {
+  seq: number;
+  data: { lines: string[] };
+}
+
+// The job's row and the first batch of its tail in one statement: a statement through the
+// driver costs 25-40 us whatever it reads, and this is the whole read of most status views.
+const JOB_WITH_TAIL_SQL = `SELECT *, (SELECT json_group_array(json_object('seq', seq,
+  'data', json(data)) ORDER BY seq DESC) FROM (SELECT seq, data FROM events
+  WHERE job_id = jobs.job_id AND type = 'log' ORDER BY seq DESC LIMIT ${TAIL_BATCH}))
+  AS log_tail FROM jobs WHERE job_id = ?`;
+
+/** A job and the tail of its log (as `logTail` reads it), or undefined when there is none. */
+export async function getJobWithTail(
+  db: Db,
+  jobId: string,
+  limits: { lines: number; bytes: number },
+): Promise<{ job: JobState; logs: LogTail } | undefined> {
+  const [row] = await readRows(db.$client, JOB_WITH_TAIL_SQL, [jobId]);
+  if (!row) return undefined;
+  const first = JSON.parse(String(row.log_tail)) as TailRow[];
+  return { job: decodeJob(row), logs: await logTail(db, jobId, limits, first) };
+}
+
+async function tailRows(db: Db, jobId: string, before: number): Promise<TailRow[]> {
+  const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
+  return rows.map((r) => ({ seq: Number(r.seq), data: JSON.parse(String(r.data)) }));
+}
 
 /**
  * The newest lines of a job's log, oldest first: at most `lines` lines and `bytes` UTF-8
  * bytes once joined with newlines. A newest line longer than `bytes` is cut, with a marker.
+ * `first` is the first batch when the caller has read it already.
  */
 export async function logTail(
   db: Db,
   jobId: string,
   limits: { lines: number; bytes: number },
+  first?: TailRow[],
 ): Promise<LogTail> {
   const newestFirst: string[] = [];
   let used = 0;
-  let before = Number.MAX_SAFE_INTEGER;
+  let rows = first ?? await tailRows(db, jobId, Number.MAX_SAFE_INTEGER);
   for (;;) {
-    const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
     if (rows.length === 0) break;
     for (const row of rows) {
-      const chunk = (JSON.parse(String(row.data)) as { lines: string[] }).lines;
+      const chunk = row.data.lines;
       for (let i = chunk.length - 1; i >= 0; i--) {
         if (newestFirst.length >= limits.lines) {
           return { lines: newestFirst.reverse(), truncated: false };
@@ -69,8 +102,11 @@ export async function logTail(
         newestFirst.push(chunk[i]);
         used += size;
       }
-      before = Number(row.seq);
     }
+    // A short read was the log's start: asking again would only find nothing, and a query
+    // costs more than the rest of a status read's log work.
+    if (rows.length < TAIL_BATCH) break;
+    rows = await tailRows(db, jobId, rows[rows.length - 1].seq);
   }
   return { lines: newestFirst.reverse(), truncated: false };
 }

@@ -1,7 +1,14 @@
 /** The Train API routes. Thin: parse, call one use case or query, shape the response. */
 import { Hono } from "hono";
 import type { z } from "zod";
-import { getJob, getJobs, jobEvents, listJobs, logTail, waitingBefore } from "../db/queries.ts";
+import {
+  getJob,
+  getJobs,
+  getJobWithTail,
+  jobEvents,
+  listJobs,
+  waitingBefore,
+} from "../db/queries.ts";
 import type { Db } from "../db/client.ts";
 import { trainDocs } from "../contract/docs.ts";
 import type { CancelResponse } from "../contract/responses.ts";
@@ -50,12 +57,12 @@ export function trainRoutes(deps: TrainDeps): Hono {
   });
 
   app.get("/status/:job_id", trainDocs.status, async (c) => {
-    const job = await findJob(deps.db, jobIdParam(c));
-    // A job without log lines (most, until they run) needs no read of the log.
-    const [logs, children, ahead] = await Promise.all([
-      job.log_lines > 0
-        ? logTail(deps.db, job.job_id, { lines: deps.logTailLines, bytes: deps.logTailBytes })
-        : { lines: [], truncated: false },
+    const jobId = jobIdParam(c);
+    const limits = { lines: deps.logTailLines, bytes: deps.logTailBytes };
+    const found = await getJobWithTail(deps.db, jobId, limits);
+    if (!found) throw new NotFoundError(`no job with id ${jobId}`);
+    const { job, logs } = found;
+    const [children, ahead] = await Promise.all([
       getJobs(deps.db, job.children ?? []),
       isWaiting(job) ? waitingBefore(deps.db, job.submitted_seq) : null,
     ]);

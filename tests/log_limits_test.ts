@@ -52,6 +52,15 @@ Deno.test("the status log tail is capped in bytes", async (t) => {
     assert.equal(data.logs_truncated, false);
   });
 
+  await t.step("a tail of more events than one read holds: every line, in order", async () => {
+    await using app = await appWithJob();
+    // One line per event: the tail is read in batches of 16 events, so this takes three.
+    for (let i = 1; i <= 40; i++) await print(app, `line ${i}`);
+    const data = (await app.request("GET", `/train/status/${JOB}`)).body.data;
+    assert.deepEqual(data.logs.split("\n"), Array.from({ length: 40 }, (_, i) => `line ${i + 1}`));
+    assert.equal(data.logs_truncated, false);
+  });
+
   await t.step("a newest line longer than the cap is cut, with a marker", async () => {
     await using app = await appWithJob();
     await print(app, "older line", "é".repeat(10_000));
