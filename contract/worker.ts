@@ -26,6 +26,7 @@ import {
   Log,
   Metrics,
   Progress,
+  Started,
   Warning,
 } from "../jobs/events.ts";
 
@@ -39,34 +40,35 @@ export const OutputEvent = z.discriminatedUnion("type", [
   Warning,
 ]);
 
-/** What the worker observed when a job's process ended (see jobs/decide.ts). */
+/** What the worker observed when a job's process ended (jobs/decide.ts decides on it). */
 export const ExitReport = z.object({
   exit_code: z.number().int().nullable(),
   signal: z.string().nullable(),
+  /** The artifact the job produced, if the file exists and was accepted. */
   artifact: z.string().nullable(),
+  /** Why the file the job produced is not accepted as a model (a symlink, say). */
   artifact_refused: z.string().nullable().optional(),
   stderr_tail: z.string(),
+  /** A reason the script itself reported before exiting (protocol `error` message). */
   script_failure: z.object({ reason: FailureReason, message: z.string() }).nullable(),
+  /** Why the worker stopped the process, if it did. */
   stopped_for: z.enum(["timeout", "cancel", "shutdown", "output_failed"]).nullable(),
   stopped_with: z.enum(["SIGTERM", "SIGKILL"]).nullable(),
+  /** True only when neither the group nor any process carrying the job's id is alive. */
   group_gone: z.boolean(),
+  /** Processes outside the group, carrying the job's id, killed when the job ended. */
   strays_killed: z.array(z.number().int()).optional(),
   timeout_seconds: z.number().optional(),
+  /** Why the job's output could not be stored, when the worker gave up on it. */
   output_failure: z.string().nullable().optional(),
+  /** The model as stored and verified in the artifact store (exit 0 with an artifact). */
   artifact_record: ArtifactRecord.nullable().optional(),
+  /** Why the model could not be stored, after the worker's retries. */
   upload_failure: z.string().nullable().optional(),
 });
 
-/** The process a worker started for a job, as the `started` event records it. */
-export const StartInfo = z.object({
-  pid: z.number().int(),
-  pgid: z.number().int(),
-  start_ticks: z.number().int().nullable(),
-  worker_id: z.string(),
-  command: z.array(z.string()),
-  worker_name: z.string().optional(),
-  attempt: z.number().int().positive().optional(),
-});
+/** The process a worker started for a job: the `started` event's data itself. */
+export const StartInfo = Started.shape.data;
 
 export const RegisterRequest = z.object({
   name: z.string().min(1).max(200),

@@ -2,38 +2,16 @@
  * The job state machine's write side: `decide(command, state)` returns the events a command
  * produces or throws a typed error. Pure: no I/O, no clock (times are stamped on append).
  */
-import type { ArtifactRecord, EventOf, FailureReason, JobEvent } from "./events.ts";
+import type { z } from "zod";
+import type { ExitReport as ExitReportSchema } from "../contract/worker.ts";
+import type { EventOf, FailureReason, JobEvent } from "./events.ts";
 import { isTerminal, type JobState } from "./state.ts";
 import { ConflictError, NotFoundError } from "../errors.ts";
 
 export type OutputEvent = EventOf<"log" | "progress" | "metrics" | "artifact" | "warning">;
 
-/** What a worker observed when a job's process ended. */
-export interface ExitReport {
-  exit_code: number | null;
-  signal: string | null;
-  /** The artifact the job produced, if the file exists and was accepted. */
-  artifact: string | null;
-  /** Why the file the job produced is not accepted as a model (a symlink, say). */
-  artifact_refused?: string | null;
-  stderr_tail: string;
-  /** A reason the script itself reported before exiting (protocol `error` message). */
-  script_failure: { reason: FailureReason; message: string } | null;
-  /** Why the worker stopped the process, if it did. */
-  stopped_for: "timeout" | "cancel" | "shutdown" | "output_failed" | null;
-  stopped_with: "SIGTERM" | "SIGKILL" | null;
-  /** True only when neither the group nor any process carrying the job's id is alive. */
-  group_gone: boolean;
-  /** Processes outside the group, carrying the job's id, killed when the job ended. */
-  strays_killed?: number[];
-  timeout_seconds?: number;
-  /** Why the job's output could not be stored, when the worker gave up on it. */
-  output_failure?: string | null;
-  /** The model as stored and verified in the artifact store (exit 0 with an artifact). */
-  artifact_record?: ArtifactRecord | null;
-  /** Why the model could not be stored, after the worker's retries. */
-  upload_failure?: string | null;
-}
+/** What a worker observed when a job's process ended (defined once, in the worker contract). */
+export type ExitReport = z.infer<typeof ExitReportSchema>;
 
 export type Command =
   | {
