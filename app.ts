@@ -100,6 +100,7 @@ export function createApp(deps: AppDeps): Hono {
     db: deps.database.db,
     clock: deps.jobs.clock,
     sseConnections: deps.sseConnections ?? openStreamCount,
+    leaseSeconds: deps.hosted?.leaseSeconds,
   });
   // First, so that it also counts the answers of the middleware below (401, 413, 503).
   app.use(metrics.http);

@@ -20,6 +20,8 @@ export interface MetricsDeps {
   clock: Clock;
   /** Open server-sent-event streams; 0 when the app serves none. */
   sseConnections?: () => number;
+  /** Hosted mode's LEASE_SECONDS: a worker heard from within it is alive. */
+  leaseSeconds?: number;
 }
 
 export interface Metrics {
@@ -97,6 +99,20 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     labelNames: ["stream"],
     registers,
   });
+  const workers = new Gauge({
+    name: "trainer_workers",
+    help: "Remote workers (hosted mode) heard from within LEASE_SECONDS (alive) or within the " +
+      "last hour but not since (silent), from the workers table at scrape time",
+    labelNames: ["state"],
+    registers,
+  });
+  const leaseExpirations = new Counter({
+    name: "trainer_lease_expirations_total",
+    help: "Leases of started jobs that expired (hosted mode): the job was requeued, or failed " +
+      "as worker_lost",
+    labelNames: ["outcome"],
+    registers,
+  });
   const requests = new Counter({
     name: "trainer_http_requests_total",
     help: "HTTP requests by method, route pattern and status",
@@ -136,9 +152,15 @@ export function createMetrics(deps: MetricsDeps): Metrics {
           logBytes.inc({ stream: event.data.stream }, bytes);
           break;
         }
+        case "requeued":
+          leaseExpirations.inc({ outcome: "requeued" });
+          break;
         case "completed":
         case "failed":
         case "cancelled":
+          if (event.type === "failed" && event.data.failure_reason === "worker_lost") {
+            leaseExpirations.inc({ outcome: "failed" });
+          }
           if (!job) break;
           finish(job, at);
           if (job.parent_id) parents.add(job.parent_id);
@@ -178,9 +200,25 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       const oldest = counts.oldestQueued;
       const now = deps.clock.now().toISOString();
       oldestQueued.set(oldest ? Math.max(0, seconds(oldest, now)) : 0);
+      const heard = await workerStates(deps, now);
+      workers.set({ state: "alive" }, heard.alive);
+      workers.set({ state: "silent" }, heard.silent);
       return await registry.metrics();
     },
   };
+}
+
+/** Workers by how recently they were heard from (ISO times compare as strings). */
+async function workerStates(deps: MetricsDeps, now: string) {
+  const ms = Date.parse(now);
+  const lease = new Date(ms - (deps.leaseSeconds ?? 30) * 1000).toISOString();
+  const hour = new Date(ms - 3600_000).toISOString();
+  const rs = await deps.store.database.client.execute({
+    sql: "SELECT coalesce(sum(last_heartbeat >= ?), 0) AS alive, " +
+      "coalesce(sum(last_heartbeat < ? AND last_heartbeat >= ?), 0) AS silent FROM workers",
+    args: [lease, lease, hour],
+  });
+  return { alive: Number(rs.rows[0].alive), silent: Number(rs.rows[0].silent) };
 }
 
 function seconds(from: string, to: string): number {

@@ -5,6 +5,7 @@
  * equals a replay of the log.
  */
 import assert from "node:assert/strict";
+import parsePrometheus from "parse-prometheus-text-format";
 import { exitReport } from "./helpers/jobs.ts";
 import {
   API_TOKEN,
@@ -446,4 +447,35 @@ Deno.test("reports sent again after a lost answer; output before the start", asy
     "log",
   ]);
   await assertProjectionIsReplay(h.database);
+});
+
+Deno.test("metrics: workers by state and lease expirations", async () => {
+  await using h = await hostedApp();
+  const metric = async (name: string, labels: Record<string, string>) => {
+    const res = await h.app.request("/metrics");
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    const family = (parsePrometheus(text) as {
+      name: string;
+      metrics: { value: string; labels?: Record<string, string> }[];
+    }[]).find((f) => f.name === name);
+    assert.ok(family, `no metric ${name}`);
+    const sample = family.metrics.find((m) =>
+      Object.entries(labels).every(([k, v]) => m.labels?.[k] === v)
+    );
+    return Number(sample?.value ?? 0);
+  };
+  const w = await h.register("gpu", ["alpha"]);
+  await h.register("spare", ["alpha"]);
+  assert.equal(await metric("trainer_workers", { state: "alive" }), 2);
+  const ids = [await h.submit("alpha", { maxAttempts: 2 }), await h.submit("alpha")];
+  for (const c of await h.claim(w, "c", 2)) await started(h, w, c);
+  h.time.advance(LEASE_MS + 1000);
+  assert.equal(await h.leases.reap(), 2);
+  assert.equal((await h.job(ids[0])).status, "started");
+  assert.equal((await h.job(ids[1])).failure_reason, "worker_lost");
+  assert.equal(await metric("trainer_lease_expirations_total", { outcome: "requeued" }), 1);
+  assert.equal(await metric("trainer_lease_expirations_total", { outcome: "failed" }), 1);
+  assert.equal(await metric("trainer_workers", { state: "alive" }), 0);
+  assert.equal(await metric("trainer_workers", { state: "silent" }), 2);
 });
