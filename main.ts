@@ -1,7 +1,7 @@
 /** Wiring only: configuration, database, recovery, supervisor, HTTP server, signals. */
 import { resolve } from "node:path";
 import { createApp } from "./app.ts";
-import { ArtifactConfigError, parseArtifactStore } from "./artifacts/config.ts";
+import { FolderStore } from "./artifacts/folder_store.ts";
 import { ConfigError, isLoopback, loadConfig } from "./config.ts";
 import { randomId, systemClock } from "./db/clock.ts";
 import { openDatabase } from "./db/client.ts";
@@ -48,13 +48,16 @@ const databaseLock = remote
   : await lockDatabase(config.DATABASE_URL).catch((e) => fail(e.message));
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(e.message));
 const modelsDir = resolve(config.MODELS_DIR);
-const artifacts = (() => {
-  try {
-    return parseArtifactStore(config.ARTIFACT_STORE, modelsDir, Deno.env.toObject());
-  } catch (e) {
-    fail(e instanceof ArtifactConfigError ? e.message : String(e));
-  }
-})();
+// The AWS SDK (tens of MB per isolate) is loaded only for an S3 store.
+const artifacts = config.ARTIFACT_STORE
+  ? await import("./artifacts/config.ts").then(({ ArtifactConfigError, parseArtifactStore }) => {
+    try {
+      return parseArtifactStore(config.ARTIFACT_STORE, modelsDir, Deno.env.toObject());
+    } catch (e) {
+      fail(e instanceof ArtifactConfigError ? e.message : String(e));
+    }
+  })
+  : new FolderStore(modelsDir);
 const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
   .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${rootCause(e)}`));
 const store = await EventStore.open(database, systemClock, { shared: remote });

@@ -8,7 +8,6 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { sha256File } from "../artifacts/checksum.ts";
 import { FolderStore } from "../artifacts/folder_store.ts";
-import { S3Store } from "../artifacts/s3_store.ts";
 import type { ArtifactEntry, ArtifactStore } from "../artifacts/store.ts";
 import type { Db } from "../db/client.ts";
 import { UnavailableError } from "../errors.ts";
@@ -190,9 +189,8 @@ export async function storedSha256(store: ArtifactStore, name: string): Promise<
 /** Where `name` is (or would be) in `store`: a file path or an s3:// URL. */
 export function locationOf(store: ArtifactStore, name: string): string {
   if (store instanceof FolderStore) return join(store.folder, name);
-  if (store instanceof S3Store) {
-    return `s3://${store.bucket}/${store.prefix ? `${store.prefix}/` : ""}${name}`;
-  }
+  // An S3 store describes itself as s3://bucket[/prefix]. Not an instanceof check: that would
+  // load the AWS SDK (tens of MB) into every server, whatever its store.
   return `${store.describe()}/${name}`;
 }
 

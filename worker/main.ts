@@ -8,7 +8,7 @@ import { Supervisor } from "../jobs/supervisor.ts";
 import { loadRegistry } from "../models/registry.ts";
 import { RuntimeChecker } from "../models/runtime_checker.ts";
 import { ApiClient } from "./client.ts";
-import { parseArtifactStore } from "../artifacts/config.ts";
+import { FolderStore } from "../artifacts/folder_store.ts";
 import { checkWorkerSettings, ConfigError, loadWorkerConfig } from "./config.ts";
 import { HttpPort } from "./http_port.ts";
 import { killLeftovers } from "./leftovers.ts";
@@ -40,13 +40,17 @@ if (leftovers.length) {
 
 const registry = await loadRegistry(config.MODEL_REGISTRY).catch((e) => fail(messageOf(e)));
 // Where finished models go: this machine's MODELS_DIR, or an S3 bucket the API reads too.
-const artifacts = (() => {
-  try {
-    return parseArtifactStore(Deno.env.get("ARTIFACT_STORE"), modelsDir, Deno.env.toObject());
-  } catch (e) {
-    fail(messageOf(e));
-  }
-})();
+// The AWS SDK is loaded only for an S3 store.
+const storeUrl = Deno.env.get("ARTIFACT_STORE");
+const artifacts = storeUrl
+  ? await import("../artifacts/config.ts").then(({ parseArtifactStore }) => {
+    try {
+      return parseArtifactStore(storeUrl, modelsDir, Deno.env.toObject());
+    } catch (e) {
+      fail(messageOf(e));
+    }
+  })
+  : new FolderStore(modelsDir);
 const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
 const found = await runtimes.refresh();
 for (const [type, r] of found) {
