@@ -145,6 +145,7 @@ export function createApp(deps: AppDeps): Hono {
         clock: deps.jobs.clock,
         newId: deps.jobs.newId,
         leaseSeconds: h.leaseSeconds,
+        lifecycle: deps.lifecycle,
       }),
     );
   } else {

@@ -32,12 +32,32 @@ import {
 
 const Json = z.record(z.string(), z.unknown());
 
+/**
+ * The worker's collector never sends more than this (jobs/output.ts: lines of at most 64 KiB,
+ * a log event closed past 256 KiB); a WORKER_TOKEN holder sending more is refused, so that one
+ * event cannot outgrow LOG_PAGE_BYTES or a status read.
+ */
+const MAX_LINE_CHARS = 64 * 1024;
+const MAX_LOG_EVENT_CHARS = 512 * 1024;
+
+const WorkerLog = Log.extend({
+  data: Log.shape.data.extend({
+    lines: z.array(z.string().max(MAX_LINE_CHARS)).max(MAX_LOG_EVENT_CHARS)
+      .refine((lines) => lines.reduce((n, l) => n + l.length + 1, 0) <= MAX_LOG_EVENT_CHARS, {
+        message: `a log event holds at most ${MAX_LOG_EVENT_CHARS} characters`,
+      }),
+  }),
+});
+const WorkerWarning = Warning.extend({
+  data: Warning.shape.data.extend({ message: z.string().max(MAX_LINE_CHARS) }),
+});
+
 export const OutputEvent = z.discriminatedUnion("type", [
-  Log,
+  WorkerLog,
   Progress,
   Metrics,
   Artifact,
-  Warning,
+  WorkerWarning,
 ]);
 
 /** What the worker observed when a job's process ended (jobs/decide.ts decides on it). */

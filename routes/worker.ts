@@ -28,6 +28,7 @@ export interface WorkerRouteDeps {
   clock: Clock;
   newId: () => string;
   leaseSeconds: number;
+  lifecycle?: { shuttingDown: boolean };
 }
 
 const MAX_WAIT_MS = 20_000;
@@ -61,7 +62,8 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
       await deps.reaper.maybe();
       const jobs = await deps.leases.claim(body.worker_id, body.claim_id, body.max);
       const left = deadline - Date.now();
-      if (jobs.length || left <= 0) return c.json({ jobs });
+      // A server shutting down answers at once rather than hold its shutdown for 20 s.
+      if (jobs.length || left <= 0 || deps.lifecycle?.shuttingDown) return c.json({ jobs });
       await wake(Math.min(left, CLAIM_POLL_MS));
     }
   });

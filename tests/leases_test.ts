@@ -479,3 +479,21 @@ Deno.test("metrics: workers by state and lease expirations", async () => {
   assert.equal(await metric("trainer_workers", { state: "alive" }), 0);
   assert.equal(await metric("trainer_workers", { state: "silent" }), 2);
 });
+
+Deno.test("output events past the collector's own limits are refused with 422", async () => {
+  await using h = await hostedApp();
+  const id = await h.submit("alpha");
+  const w = await h.register("w", ["alpha"]);
+  const [c] = await h.claim(w, "c", 1);
+  await started(h, w, c);
+  const long = [{ type: "log", data: { stream: "stdout", lines: ["x".repeat(70_000)] } }];
+  const huge = [{
+    type: "log",
+    data: { stream: "stdout", lines: Array.from({ length: 10 }, () => "y".repeat(60_000)) },
+  }];
+  for (const events of [long, huge]) {
+    const r = await h.post(`jobs/${id}/output`, { ...fence(c), offset: 0, events });
+    assert.equal(r.status, 422, JSON.stringify(r.body).slice(0, 300));
+  }
+  assert.equal((await h.job(id)).log_lines, 0);
+});
