@@ -23,8 +23,11 @@ import {
 
 const CLIENTS = 1000;
 const STALLED = 20;
-/** Had the stalled streams queued their replays, they would hold ~15 MB each. */
-const STALL_GROWTH_LIMIT_MB = 64;
+/**
+ * A stalled stream may hold its cursor and one page in flight (LOG_PAGE_BYTES, 4 MiB): 20 of
+ * them up to ~80 MB, measured 26–64 MB. Had they queued their replays, 20 × 25 MB = 500 MB.
+ */
+const STALL_GROWTH_LIMIT_MB = 160;
 /**
  * A behaviour bound, not a timing: measured ~340 MB with 1,020 streams open here, and 451 MB
  * on a CI machine (glibc arenas and socket buffers vary per machine: 100 to 250 KB of server
