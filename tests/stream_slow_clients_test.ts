@@ -29,13 +29,13 @@ const STALLED = 20;
  */
 const STALL_GROWTH_LIMIT_MB = 160;
 /**
- * A behaviour bound, not a timing: measured ~340 MB with 1,020 streams open here, and 451 MB
- * on a CI machine (glibc arenas and socket buffers vary per machine: 100 to 250 KB of server
- * per open connection). What it guards against is a stream holding its replay: the 20 stalled
- * ones alone would then hold 140 MB more, and 1,000 queued replays of the global stream
- * several GB.
+ * A behaviour bound, not a timing: with the 25 MB job in the log, measured 460-500 MB with
+ * 1,020 streams open here (451 MB on a CI machine with a 10 MB job; glibc arenas and socket
+ * buffers vary per machine: 100 to 250 KB of server per open connection). What it guards
+ * against is a stream holding its replay: the 20 stalled ones alone would then hold 500 MB
+ * more, and 1,000 queued replays of the global stream several GB.
  */
-const RSS_LIMIT_MB = 768;
+const RSS_LIMIT_MB = 1024;
 
 /** argv[1] lines of 100 characters, then waits for the file argv[2] (if given). */
 const SCRIPT = `import os, sys, time
