@@ -24,8 +24,9 @@ import {
 const CLIENTS = 1000;
 const STALLED = 20;
 /**
- * A stalled stream may hold its cursor and one page in flight (LOG_PAGE_BYTES, 4 MiB): 20 of
- * them up to ~80 MB, measured 26–64 MB. Had they queued their replays, 20 × 25 MB = 500 MB.
+ * A stalled stream holds a cursor and one page (about 32 KiB), plus what the HTTP layer
+ * buffers for its socket: measured 26-64 MB for the 20. Had they queued their replays,
+ * 20 x 25 MB = 500 MB.
  */
 const STALL_GROWTH_LIMIT_MB = 160;
 /**
