@@ -45,28 +45,29 @@ export class OffsetGapError extends AppError {
   }
 }
 
+/**
+ * The jobs a worker may take: waiting (not a parent of "all"), of one of its model types, and
+ * not leased. Shared by the claim and by the read that spares an idle poll a write.
+ */
+const CLAIMABLE = `FROM jobs j
+WHERE j.status = 'started' AND j.process IS NULL AND j.children IS NULL
+  AND j.model_type IN (SELECT value FROM json_each(
+    (SELECT model_types FROM workers WHERE worker_id = ?1)))
+  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = j.job_id AND l.active = 1)`;
+
 const CLAIM_SQL = `
 INSERT INTO leases (job_id, attempt, worker_id, token, claim_id, claimed_at, expires_at, active,
   output_offset)
 SELECT j.job_id,
   max(j.attempt, (SELECT coalesce(max(l.attempt), 0) FROM leases l WHERE l.job_id = j.job_id)) + 1,
   ?1, lower(hex(randomblob(16))), ?2, ?3, ?4, 1, 0
-FROM jobs j
-WHERE j.status = 'started' AND j.process IS NULL AND j.children IS NULL
-  AND j.model_type IN (SELECT value FROM json_each(
-    (SELECT model_types FROM workers WHERE worker_id = ?1)))
-  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = j.job_id AND l.active = 1)
+${CLAIMABLE}
 ORDER BY j.submitted_seq
 LIMIT ?5
 RETURNING job_id, attempt, token, expires_at`;
 
-/** The claim's WHERE clause as a read: is there anything to claim? */
-const PROBE_SQL = `SELECT 1 FROM jobs j
-WHERE j.status = 'started' AND j.process IS NULL AND j.children IS NULL
-  AND j.model_type IN (SELECT value FROM json_each(
-    (SELECT model_types FROM workers WHERE worker_id = ?1)))
-  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = j.job_id AND l.active = 1)
-LIMIT 1`;
+/** Is there anything to claim? */
+const PROBE_SQL = `SELECT 1 ${CLAIMABLE} LIMIT 1`;
 
 const CLAIMED_SQL = `SELECT job_id, attempt, token, expires_at FROM leases
 WHERE claim_id = ? AND worker_id = ? AND active = 1`;

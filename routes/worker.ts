@@ -14,7 +14,7 @@ import {
 } from "../contract/worker.ts";
 import type { Clock } from "../db/clock.ts";
 import type { EventStore } from "../db/event_store.ts";
-import type { OutputEvent } from "../jobs/decide.ts";
+import type { Command, OutputEvent } from "../jobs/decide.ts";
 import { type LeaseRef, Leases, OffsetGapError } from "../queue/leases.ts";
 import type { Reaper } from "../queue/reaper.ts";
 import { registerWorker } from "../queue/workers.ts";
@@ -122,17 +122,23 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     return c.json({ next_offset });
   });
 
+  /**
+   * A final report (exit, fail) ends its lease with the job's last events. Sent again after
+   * its answer was lost, it finds its own lease ended: done, nothing more to record.
+   */
+  const finalReport = (ref: LeaseRef, command: Command) =>
+    deps.store.run(async (uow) => {
+      if (await deps.leases.endedBy(ref)) return;
+      await deps.leases.hold(uow, ref);
+      await uow.execute(ref.job_id, command);
+      deps.leases.end(uow, ref, "report");
+    });
+
   app.post("/jobs/:job_id/exit", async (c) => {
     const job_id = jobIdParam(c);
     const body = check(ExitRequest, await readJson(c, true), "request body");
     const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
-    await deps.store.run(async (uow) => {
-      // A report sent again after its answer was lost finds its own lease ended: done.
-      if (await deps.leases.endedBy(ref)) return;
-      await deps.leases.hold(uow, ref);
-      await uow.execute(job_id, { type: "exit", report: body.report });
-      deps.leases.end(uow, ref, "report");
-    });
+    await finalReport(ref, { type: "exit", report: body.report });
     return c.json({ ok: true });
   });
 
@@ -140,12 +146,7 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     const job_id = jobIdParam(c);
     const body = check(FailRequest, await readJson(c, true), "request body");
     const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
-    await deps.store.run(async (uow) => {
-      if (await deps.leases.endedBy(ref)) return;
-      await deps.leases.hold(uow, ref);
-      await uow.execute(job_id, { type: "fail", reason: body.reason, error: body.error });
-      deps.leases.end(uow, ref, "report");
-    });
+    await finalReport(ref, { type: "fail", reason: body.reason, error: body.error });
     return c.json({ ok: true });
   });
 
