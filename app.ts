@@ -23,6 +23,7 @@ import { registerMetrics } from "./routes/metrics.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import { openStreamCount } from "./routes/stream_hub.ts";
 import { trainRoutes } from "./routes/train.ts";
+import { StatusCache } from "./routes/status_cache.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { webRoutes } from "./web/routes.ts";
 import { workerRoutes } from "./routes/worker.ts";
@@ -196,6 +197,7 @@ export function createApp(deps: AppDeps): Hono {
       jobs: deps.jobs,
       ...tail,
       logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
+      statusCache: StatusCache.forStore(deps.store),
     }),
   );
   app.route("/train", modelRoutes({ jobs: deps.jobs }));

@@ -14,7 +14,7 @@ import { trainDocs } from "../contract/docs.ts";
 import type { CancelResponse } from "../contract/responses.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
-import { isWaiting, type JobState } from "../jobs/state.ts";
+import { isTerminal, isWaiting, type JobState } from "../jobs/state.ts";
 import { check, jobIdParam, readJson } from "./input.ts";
 import {
   IdempotencyKey,
@@ -24,6 +24,7 @@ import {
   TrainingRequest,
 } from "./schemas.ts";
 import { listItem, statusView } from "./views.ts";
+import type { StatusCache } from "./status_cache.ts";
 
 export interface TrainDeps {
   db: Db;
@@ -32,7 +33,11 @@ export interface TrainDeps {
   logTailBytes: number;
   /** Cap on a `/logs` or `/events` page's JSON, in bytes (one event always goes out). */
   logPageBytes: number;
+  /** Finished jobs' status answers (none in hosted mode: other instances write too). */
+  statusCache?: StatusCache | null;
 }
+
+const JSON_TYPE = { "content-type": "application/json" };
 
 /** Room kept in a page for its envelope around the events. */
 const PAGE_ENVELOPE = 1024;
@@ -58,6 +63,10 @@ export function trainRoutes(deps: TrainDeps): Hono {
 
   app.get("/status/:job_id", trainDocs.status, async (c) => {
     const jobId = jobIdParam(c);
+    const cache = deps.statusCache;
+    const kept = cache?.get(jobId);
+    if (kept !== undefined) return c.body(kept, 200, JSON_TYPE);
+    const ticket = cache?.ticket();
     const limits = { lines: deps.logTailLines, bytes: deps.logTailBytes };
     const found = await getJobWithTail(deps.db, jobId, limits);
     if (!found) throw new NotFoundError(`no job with id ${jobId}`);
@@ -66,11 +75,15 @@ export function trainRoutes(deps: TrainDeps): Hono {
       getJobs(deps.db, job.children ?? []),
       isWaiting(job) ? waitingBefore(deps.db, job.submitted_seq) : null,
     ]);
-    return c.json({
+    const json = JSON.stringify({
       status: "success",
       message: "Job status retrieved successfully",
       data: statusView(job, logs, children, ahead),
     });
+    if (cache && ticket !== undefined && isSettled(job) && children.every(isSettled)) {
+      cache.set(ticket, jobId, json, job.children ?? []);
+    }
+    return c.body(json, 200, JSON_TYPE);
   });
 
   app.get("/jobs", trainDocs.list, async (c) => {
@@ -177,4 +190,9 @@ function replayHeader(set: (name: string, value: string) => void, sub: Submissio
 
 function brief(j: JobState) {
   return { job_id: j.job_id, model_type: j.model_type, status: j.status };
+}
+
+/** Finished, with its process gone: its view changes only when an event is appended to it. */
+function isSettled(job: JobState): boolean {
+  return isTerminal(job.status) && !job.process?.alive;
 }

@@ -75,7 +75,8 @@ export type Started = Omit<Server, "url" | "dbPath"> & { ready: RegExpExecArray 
 /** Starts a module of this checkout and waits for its `ready` line. */
 export async function startProcess(opts: ProcessOptions): Promise<Started> {
   const child = new Deno.Command("deno", {
-    args: ["run", "--allow-all", "--frozen", opts.script],
+    // The young generation's cap that `deno task serve` sets (deno.json).
+    args: ["run", "--allow-all", "--frozen", "--v8-flags=--max-semi-space-size=4", opts.script],
     cwd: SERVED_REPO,
     env: opts.env,
     clearEnv: opts.clearEnv,
