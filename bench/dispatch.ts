@@ -86,15 +86,16 @@ export async function dispatch(ctx: BenchContext): Promise<BenchResult> {
         figure: "2xx -> child running, p50",
         value: p50,
         unit: "ms",
-        target: "<= 20",
-        pass: p50 <= 20,
+        // Issue 12's targets, at idle (issue 4's were 20 and 100 ms).
+        target: "<= 5",
+        pass: p50 <= 5,
       },
       {
         figure: "2xx -> child running, p99",
         value: p99,
         unit: "ms",
-        target: "<= 100",
-        pass: p99 <= 100,
+        target: "<= 20",
+        pass: p99 <= 20,
       },
     ],
     details: {
