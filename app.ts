@@ -59,6 +59,8 @@ export interface AppDeps {
   bodyTimeoutMs?: number;
   lifecycle: { shuttingDown: boolean };
   startedAt?: Date;
+  /** Bytes of finished jobs' status answers kept in memory (STATUS_CACHE_MB); 0 keeps none. */
+  statusCacheBytes?: number;
   /** Cap on open SSE streams (MAX_STREAMS); past it, 503. */
   maxStreams?: number;
   /** Seconds between keep-alive comments on an idle SSE stream (SSE_PING_SECONDS). */
@@ -197,7 +199,10 @@ export function createApp(deps: AppDeps): Hono {
       jobs: deps.jobs,
       ...tail,
       logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
-      statusCache: StatusCache.forStore(deps.store),
+      statusCache: StatusCache.forStore(
+        deps.store,
+        deps.statusCacheBytes ?? DEFAULTS.STATUS_CACHE_MB * 1024 * 1024,
+      ),
     }),
   );
   app.route("/train", modelRoutes({ jobs: deps.jobs }));

@@ -39,6 +39,7 @@ const ConfigSchema = z.object({
   LOG_PAGE_BYTES: int(64 * KiB, 64 * MiB).default(4 * MiB),
   BODY_TIMEOUT_SECONDS: z.coerce.number().gt(0).max(3600).default(10),
   MAX_STREAMS: int(1, 100_000).default(256),
+  STATUS_CACHE_MB: int(0, 1024).default(8),
   SSE_PING_SECONDS: z.coerce.number().min(0.05).max(3600).default(15),
   CORS_ORIGINS: z.string().regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, {
     message: "must be * or a comma-separated list of origins like https://app.example.com",

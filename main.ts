@@ -135,6 +135,7 @@ const app = createApp({
   lifecycle,
   startedAt,
   maxStreams: config.MAX_STREAMS,
+  statusCacheBytes: config.STATUS_CACHE_MB * 1024 * 1024,
   ssePingSeconds: config.SSE_PING_SECONDS,
   hosted: remote
     ? { leases, reaper, workerToken: config.WORKER_TOKEN!, leaseSeconds: config.LEASE_SECONDS }

@@ -14,9 +14,6 @@
  */
 import type { EventStore } from "../db/event_store.ts";
 
-/** Bytes of JSON text kept: about 5,000 finished jobs with a short log tail. */
-const MAX_BYTES = 8 * 1024 * 1024;
-
 interface Entry {
   json: string;
   children: readonly string[];
@@ -28,13 +25,22 @@ export class StatusCache {
   /** child id -> the parent whose entry shows that child. */
   #parents = new Map<string, string>();
   #bytes = 0;
+  readonly #maxBytes: number;
   /** Commits seen so far: an answer read before a commit is not kept after it. */
   #commits = 0;
 
-  /** A cache fed by `store`'s commits, or null when the store is shared with other writers. */
-  static forStore(store: EventStore): StatusCache | null {
-    if (store.shared) return null;
-    const cache = new StatusCache();
+  /** Keeps up to `maxBytes` of JSON text (8 MiB, the default: about 4,000 finished jobs). */
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  /**
+   * A cache of `maxBytes` fed by `store`'s commits; null when the store is shared with other
+   * writers, or when `maxBytes` is 0.
+   */
+  static forStore(store: EventStore, maxBytes: number): StatusCache | null {
+    if (store.shared || maxBytes <= 0) return null;
+    const cache = new StatusCache(maxBytes);
     store.onCommit((_events, staged) => {
       cache.#commits++;
       for (const id of staged.keys()) cache.forget(id);
@@ -57,13 +63,13 @@ export class StatusCache {
    * came between `ticket` (taken before the answer was read) and now: the read may predate it.
    */
   set(ticket: number, jobId: string, json: string, children: readonly string[]): void {
-    if (ticket !== this.#commits || json.length > MAX_BYTES / 64) return;
+    if (ticket !== this.#commits || json.length > this.#maxBytes / 64) return;
     this.#drop(jobId);
     this.#entries.set(jobId, { json, children });
     this.#bytes += json.length;
     for (const child of children) this.#parents.set(child, jobId);
     for (const id of this.#entries.keys()) {
-      if (this.#bytes <= MAX_BYTES) break;
+      if (this.#bytes <= this.#maxBytes) break;
       this.#drop(id);
     }
   }

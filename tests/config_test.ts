@@ -29,6 +29,7 @@ Deno.test("defaults", () => {
     DATASET_TASK: undefined,
     MAX_STREAMS: 256,
     SSE_PING_SECONDS: 15,
+    STATUS_CACHE_MB: 8,
     WORKERS: "local",
     WORKER_TOKEN: undefined,
     ARTIFACT_STORE: undefined,

@@ -61,7 +61,7 @@ Deno.test("an unfinished job is read every time", async () => {
 
 Deno.test("the cache itself: children, overtaken reads, the byte bound", async (t) => {
   await using app = await buildApp();
-  const cache = StatusCache.forStore(app.store)!;
+  const cache = StatusCache.forStore(app.store, 8 * 1024 * 1024)!;
   const parent = await finishedJob(app, "xgboost_model_2025-06-01_100002_00000002.joblib");
   const childFile = "xgboost_model_2025-06-01_100003_00000003.joblib";
   const child = await finishedJob(app, childFile);
@@ -93,7 +93,16 @@ Deno.test("the cache itself: children, overtaken reads, the byte bound", async (
   });
 });
 
+Deno.test("STATUS_CACHE_MB=0: every answer is read", async () => {
+  await using app = await buildApp({ statusCacheBytes: 0 });
+  const jobId = await finishedJob(app, "xgboost_model_2025-06-01_100005_00000005.joblib");
+  assert.equal((await app.request("GET", `/train/status/${jobId}`)).status, 200);
+  await rewriteMessage(app, jobId, "read afresh");
+  const again = await app.request("GET", `/train/status/${jobId}`);
+  assert.equal(again.body.data.message, "read afresh");
+});
+
 Deno.test("a shared store (hosted mode) gets no cache", async () => {
   await using shared = await openTestStore(undefined, { shared: true });
-  assert.equal(StatusCache.forStore(shared.store), null);
+  assert.equal(StatusCache.forStore(shared.store, 8 * 1024 * 1024), null);
 });

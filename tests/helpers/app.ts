@@ -119,6 +119,7 @@ export interface AppOptions {
   logTailLines?: number;
   logTailBytes?: number;
   logPageBytes?: number;
+  statusCacheBytes?: number;
   /** The artifact store; a FolderStore on the models dir when unset, as main.ts's default. */
   artifacts?: ArtifactStore;
 }
@@ -203,6 +204,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     logTailLines: opts.logTailLines ?? 200,
     logTailBytes: opts.logTailBytes,
     logPageBytes: opts.logPageBytes,
+    statusCacheBytes: opts.statusCacheBytes,
     lifecycle,
   });
   supervisor?.start();
