@@ -22,6 +22,8 @@ interface Point {
   events: number;
   generate_seconds: number;
   status: ReadResult;
+  /** The same reads on a server with STATUS_CACHE_MB=0: every answer read from the database. */
+  status_uncached: ReadResult;
   list: ReadResult;
   rss_mb: number;
   loadavg: string;
@@ -45,7 +47,7 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
     const generate_seconds = (performance.now() - started) / 1000;
     const server = await startServer({ dir, dbPath });
     const rss = sampleRss(server.pid);
-    let point: Omit<Point, "rss_mb">;
+    let point: Omit<Point, "rss_mb" | "status_uncached"> & { ids: string[] };
     try {
       const read = { url: server.url, connections: CONNECTIONS, seconds: SECONDS, dir };
       // Random ids over the whole range, so the page cache is not one hot job.
@@ -53,7 +55,7 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
       const status = await wrkGet({ ...read, paths: ids.map((id) => `/train/status/${id}`) });
       const list = await wrkGet({ ...read, paths: [LIST_PATH] });
       const loadavg = Deno.readTextFileSync("/proc/loadavg").trim();
-      point = { jobs, events, generate_seconds, status, list, loadavg };
+      point = { jobs, events, generate_seconds, status, list, loadavg, ids };
       ctx.log(
         `${jobs} jobs: status ${status.rps.toFixed(0)}/s p99 ${status.latencyMs.p99} ms, ` +
           `list ${list.rps.toFixed(0)}/s p99 ${list.latencyMs.p99} ms (load ${loadavg})`,
@@ -61,7 +63,26 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
     } finally {
       await server.stop();
     }
-    points.push({ ...point, rss_mb: Math.round(rss.stop().maxRss) });
+    const rss_mb = Math.round(rss.stop().maxRss);
+    const bare = await startServer({ dir, dbPath, env: { STATUS_CACHE_MB: "0" } });
+    let status_uncached: ReadResult;
+    try {
+      status_uncached = await wrkGet({
+        url: bare.url,
+        connections: CONNECTIONS,
+        seconds: SECONDS,
+        dir,
+        paths: point.ids.map((id) => `/train/status/${id}`),
+      });
+      ctx.log(
+        `${jobs} jobs, no status cache: status ${status_uncached.rps.toFixed(0)}/s ` +
+          `p99 ${status_uncached.latencyMs.p99} ms`,
+      );
+    } finally {
+      await bare.stop();
+    }
+    const { ids: _, ...kept } = point;
+    points.push({ ...kept, status_uncached, rss_mb });
   }
   const checks: Check[] = [];
   for (const p of points) {
@@ -81,6 +102,13 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
         unit: "ms",
         target: "<= 10",
         pass: ok && p.list.latencyMs.p99 <= 10,
+      },
+      {
+        figure: `status p99 @${k}, no cache`,
+        value: p.status_uncached.latencyMs.p99,
+        unit: "ms",
+        target: "<= 5",
+        pass: p.status_uncached.non2xx === 0 && p.status_uncached.latencyMs.p99 <= 5,
       },
       { figure: `RSS @${k}`, value: p.rss_mb, unit: "MB", target: "<= 150", pass: p.rss_mb <= 150 },
     );

@@ -37,13 +37,17 @@ export async function peer(ctx: BenchContext): Promise<BenchResult> {
     "random-forest": { command: COMMAND },
   });
   let n = 0;
-  const start = async (side: Side, dbPath?: string): Promise<Service> => {
+  const start = async (
+    side: Side,
+    dbPath?: string,
+    env: Record<string, string> = {},
+  ): Promise<Service> => {
     const d = await Deno.makeTempDir({ dir, prefix: `${side}-${++n}-` });
     if (side === "peer") return await startPeer(d, COMMAND);
     return await startServer({
       dir: d,
       dbPath,
-      env: { MODEL_REGISTRY: registry, MAX_CONCURRENT_JOBS: "16" },
+      env: { MODEL_REGISTRY: registry, MAX_CONCURRENT_JOBS: "16", ...env },
     });
   };
   const sides: Side[] = ["ours", "peer"];
@@ -125,6 +129,21 @@ export async function peer(ctx: BenchContext): Promise<BenchResult> {
       await s.stop();
     }
   }
+  // The status reads again with no answers kept in memory: what the database read costs.
+  ctx.log(`ours: status at ${READ_JOBS} jobs with STATUS_CACHE_MB=0`);
+  const bare = await start("ours", `${dir}/reads.db`, { STATUS_CACHE_MB: "0" });
+  let statusUncached;
+  try {
+    statusUncached = await wrkGet({
+      url: bare.url,
+      connections: CONNECTIONS,
+      seconds: READ_SECONDS,
+      dir,
+      paths: Array.from({ length: READ_JOBS }, (_, i) => statusPath(jobId(i))),
+    });
+  } finally {
+    await bare.stop();
+  }
 
   const ratio = (k: string) => Number(figures[k].ours.rps) / Number(figures[k].peer.rps);
   const check = (k: string, figure: string, target: number): Check => ({
@@ -152,6 +171,10 @@ export async function peer(ctx: BenchContext): Promise<BenchResult> {
       reads_note: "ours reads a generated database of finished jobs with logs (20 events " +
         "each); the peer's 5,000 jobs were submitted and ran `true`",
       figures,
+      status_uncached: {
+        ours: statusUncached,
+        ratio: statusUncached.rps / Number(figures.status.peer.rps),
+      },
     },
   };
 }
