@@ -3,7 +3,8 @@
  * 100,000 jobs, 20 events each), a server on a generated database, then `wrk -t2 -c32` on
  * GET /train/status/{id} (random jobs) and GET /train/jobs?limit=5&status=completed, and the
  * server's RSS while it serves them. GROWTH_JOBS=10000,100000,1000000 adds the 1M point
- * (20,000,000 events take a long time to generate on a small machine).
+ * (20,000,000 events take a long time to generate on a small machine). GROWTH_DB_DIR keeps
+ * each generated database there as growth-<jobs>.db and uses it again on the next run.
  */
 import type { BenchContext } from "./lib/context.ts";
 import { BIG_JOBS } from "./lib/big_db.ts";
@@ -42,7 +43,11 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
     ctx.log(`${jobs} jobs: generating ${jobs * 20} events`);
     let dbPath = `${dir}/trainer.db`;
     let events = jobs * 20;
-    if (jobs === BIG_JOBS) dbPath = await ctx.bigDatabase();
+    const kept = Deno.env.get("GROWTH_DB_DIR");
+    if (kept) {
+      dbPath = `${kept}/growth-${jobs}.db`;
+      if (!await exists(dbPath)) await generateDatabase(dbPath, { jobs });
+    } else if (jobs === BIG_JOBS) dbPath = await ctx.bigDatabase();
     else events = await generateDatabase(dbPath, { jobs });
     const generate_seconds = (performance.now() - started) / 1000;
     const server = await startServer({ dir, dbPath });
@@ -118,4 +123,13 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
     checks,
     details: { tool: `wrk -t2 -c${CONNECTIONS}`, seconds: SECONDS, list: LIST_PATH, points },
   };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
