@@ -43,9 +43,9 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
     ctx.log(`${jobs} jobs: generating ${jobs * 20} events`);
     let dbPath = `${dir}/trainer.db`;
     let events = jobs * 20;
-    const kept = Deno.env.get("GROWTH_DB_DIR");
-    if (kept) {
-      dbPath = `${kept}/growth-${jobs}.db`;
+    const keptDir = Deno.env.get("GROWTH_DB_DIR");
+    if (keptDir) {
+      dbPath = `${keptDir}/growth-${jobs}.db`;
       if (!await exists(dbPath)) await generateDatabase(dbPath, { jobs });
     } else if (jobs === BIG_JOBS) dbPath = await ctx.bigDatabase();
     else events = await generateDatabase(dbPath, { jobs });
