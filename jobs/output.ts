@@ -17,6 +17,9 @@ export { PROTOCOL_PREFIX } from "./protocol.ts";
 
 /** Longer lines are split; pieces never split a surrogate pair. */
 const MAX_LINE = 64 * 1024;
+/** A run of plain lines queued as one piece holds at most this many characters. */
+const MAX_RUN = 64 * 1024;
+const PROTOCOL_LINE = `\n${PROTOCOL_PREFIX}`;
 const STDERR_TAIL = 20;
 /**
  * One sink call carries at most this much: it is one structured clone across the thread and
@@ -122,6 +125,10 @@ export class OutputCollector {
 
   /** Handles the complete lines of `text`; returns what is left of it. */
   #split(name: "stdout" | "stderr", text: string): string {
+    const end = text.lastIndexOf("\n");
+    if (end >= 0 && name === "stdout" && this.#plainLines(text.slice(0, end))) {
+      return this.#cut(name, text.slice(end + 1));
+    }
     let rest = text;
     let nl: number;
     while ((nl = rest.indexOf("\n")) >= 0) {
@@ -132,6 +139,45 @@ export class OutputCollector {
       rest = rest.slice(nl + 1);
     }
     return this.#cut(name, rest);
+  }
+
+  /**
+   * Queues `block`, whole stdout lines without their last "\n", as runs of text when no line
+   * needs a look of its own (a protocol line, a "\r", one over MAX_LINE); false when one does,
+   * and nothing was queued. Most output is plain, and this path makes no string per line.
+   */
+  #plainLines(block: string): boolean {
+    if (this.#failure !== null || this.#closed) return true;
+    if (
+      block.includes("\r") || block.startsWith(PROTOCOL_PREFIX) || block.includes(PROTOCOL_LINE)
+    ) {
+      return false;
+    }
+    // Runs of at most MAX_RUN characters keep a log event near its bound whatever the read.
+    const runs: [string, number][] = [];
+    let start = 0;
+    let run = 0;
+    let count = 0;
+    for (;;) {
+      const nl = block.indexOf("\n", start);
+      const end = nl < 0 ? block.length : nl;
+      if (end - start > MAX_LINE) return false;
+      if (end - run > MAX_RUN && count > 0) {
+        runs.push([block.slice(run, start - 1), count]);
+        run = start;
+        count = 0;
+      }
+      count++;
+      if (nl < 0) break;
+      start = nl + 1;
+    }
+    runs.push([run === 0 ? block : block.slice(run), count]);
+    for (const [text, n] of runs) {
+      this.lines += n;
+      this.#queue.lines("stdout", text, n);
+    }
+    this.#schedule();
+    return true;
   }
 
   /** Handles MAX_LINE pieces off the front of an overlong `text`; returns the rest. */
