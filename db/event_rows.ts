@@ -18,13 +18,6 @@ export function encodeEvent(event: JobEvent): [data: string, logText: string | n
   return [JSON.stringify({ stream: d.stream, count: d.lines.length }), d.lines.join("\n")];
 }
 
-/** An event's data from its row's `data` JSON and `log_text`. */
-export function decodeData(data: string, logText: string | null): unknown {
-  const parsed = JSON.parse(data);
-  if (logText === null) return parsed;
-  return { stream: parsed.stream, text: logText, count: parsed.count } satisfies LogData;
-}
-
 /** A log event's data as the API shows it, from its row: `{stream, lines}`. */
 export function decodeLogLines(
   data: string,

@@ -164,3 +164,22 @@ Deno.test("a log text longer than a stream page goes out in slices, as the same 
   assert.deepEqual(await logsPages(app), [{ stream: "stderr", lines: want }]);
   assert.equal((await app.store.load(JOB))?.log_lines, want.length);
 });
+
+Deno.test("lines that joining would change are stored as JSON, and read back the same", async () => {
+  await using app = await buildApp();
+  await app.store.run((uow) => uow.execute(JOB, submit()));
+  await app.store.run((uow) => uow.execute(JOB, start()));
+  // As a remote worker may send them: a line holding a newline, and an event with no line.
+  const sent = [
+    { stream: "stdout" as const, lines: ["a\nb", "c"] },
+    { stream: "stdout" as const, lines: [] },
+    { stream: "stdout" as const, lines: ["plain", ""] },
+  ];
+  await app.store.run((uow) => uow.execute(JOB, output(sent)));
+  const raw = await app.database.client.execute(
+    "SELECT log_text FROM events WHERE type = 'log' ORDER BY seq",
+  );
+  assert.deepEqual(raw.rows.map((r) => r.log_text), [null, null, "plain\n"]);
+  assert.deepEqual(await logsPages(app), sent);
+  assert.equal((await app.store.load(JOB))?.log_lines, 4);
+});
