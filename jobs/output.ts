@@ -11,6 +11,7 @@ import type { OutputEvent } from "./decide.ts";
 import { type FailureReason, FailureReason as FailureReasonSchema } from "./events.ts";
 import { isInside } from "../models/artifacts.ts";
 import { OutputQueue } from "./output_queue.ts";
+import { plainRuns } from "./plain_lines.ts";
 import { parseProtocol, PROTOCOL_PREFIX, type ProtocolMessage } from "./protocol.ts";
 
 export { PROTOCOL_PREFIX } from "./protocol.ts";
@@ -19,7 +20,6 @@ export { PROTOCOL_PREFIX } from "./protocol.ts";
 const MAX_LINE = 64 * 1024;
 /** A run of plain lines queued as one piece holds at most this many characters. */
 const MAX_RUN = 64 * 1024;
-const PROTOCOL_LINE = `\n${PROTOCOL_PREFIX}`;
 const STDERR_TAIL = 20;
 /**
  * One sink call carries at most this much: it is one structured clone across the thread and
@@ -141,37 +141,11 @@ export class OutputCollector {
     return this.#cut(name, rest);
   }
 
-  /**
-   * Queues `block`, whole stdout lines without their last "\n", as runs of text when no line
-   * needs a look of its own (a protocol line, a "\r", one over MAX_LINE); false when one does,
-   * and nothing was queued. Most output is plain, and this path makes no string per line.
-   */
+  /** Queues `block`, whole stdout lines, as runs of text; false when they need a look each. */
   #plainLines(block: string): boolean {
     if (this.#failure !== null || this.#closed) return true;
-    if (
-      block.includes("\r") || block.startsWith(PROTOCOL_PREFIX) || block.includes(PROTOCOL_LINE)
-    ) {
-      return false;
-    }
-    // Runs of at most MAX_RUN characters keep a log event near its bound whatever the read.
-    const runs: [string, number][] = [];
-    let start = 0;
-    let run = 0;
-    let count = 0;
-    for (;;) {
-      const nl = block.indexOf("\n", start);
-      const end = nl < 0 ? block.length : nl;
-      if (end - start > MAX_LINE) return false;
-      if (end - run > MAX_RUN && count > 0) {
-        runs.push([block.slice(run, start - 1), count]);
-        run = start;
-        count = 0;
-      }
-      count++;
-      if (nl < 0) break;
-      start = nl + 1;
-    }
-    runs.push([run === 0 ? block : block.slice(run), count]);
+    const runs = plainRuns(block, MAX_LINE, MAX_RUN);
+    if (runs === null) return false;
     for (const [text, n] of runs) {
       this.lines += n;
       this.#queue.lines("stdout", text, n);
