@@ -4,7 +4,7 @@
  * document, the types and the bytes sent cannot drift apart.
  */
 import { z } from "zod";
-import { FailureReason, JobEvent, JobStatus } from "../jobs/events.ts";
+import { FailureReason, JobEvent, JobStatus, Log, LogLines } from "../jobs/events.ts";
 
 const Json = z.record(z.string(), z.unknown());
 const Time = z.string().meta({
@@ -234,13 +234,15 @@ export const LogsResponse = z.object({
 });
 
 const Stored = { seq: z.int(), version: z.int(), at: Time };
+// Log lines go out as arrays, however they are stored (LogChunk in jobs/events.ts).
+const Shown = JobEvent.options.map((o) => o === Log ? Log.extend({ data: LogLines }) : o);
 
 export const EventsResponse = z.object({
   job_id: JobId,
   events: z.array(
     z.discriminatedUnion("type", [
-      JobEvent.options[0].extend(Stored),
-      ...JobEvent.options.slice(1).map((o) => o.extend(Stored)),
+      Shown[0].extend(Stored),
+      ...Shown.slice(1).map((o) => o.extend(Stored)),
     ]),
   ),
   next_after: z.int().meta({ description: "Pass as ?after= to read on" }),

@@ -24,6 +24,7 @@ import {
   ArtifactRecord,
   FailureReason,
   Log,
+  LogLines,
   Metrics,
   Progress,
   Started,
@@ -40,8 +41,9 @@ const Json = z.record(z.string(), z.unknown());
 const MAX_LINE_CHARS = 64 * 1024;
 const MAX_LOG_EVENT_CHARS = 512 * 1024;
 
+// Workers send log events as lines: the contract is unchanged by how the store keeps them.
 const WorkerLog = Log.extend({
-  data: Log.shape.data.extend({
+  data: LogLines.extend({
     lines: z.array(z.string().max(MAX_LINE_CHARS)).max(MAX_LOG_EVENT_CHARS)
       .refine((lines) => lines.reduce((n, l) => n + l.length + 1, 0) <= MAX_LOG_EVENT_CHARS, {
         message: `a log event holds at most ${MAX_LOG_EVENT_CHARS} characters`,

@@ -7,6 +7,7 @@ import type { InStatement, InValue } from "@libsql/client";
 import { getTableColumns } from "drizzle-orm";
 import type { JobState } from "../jobs/state.ts";
 import type { StoredEvent } from "../jobs/events.ts";
+import { encodeEvent } from "./event_rows.ts";
 import { type JobRow, rowToState, stateToRow } from "./rows.ts";
 import { jobs } from "./schema.ts";
 
@@ -33,13 +34,14 @@ export function insertEvents(appended: StoredEvent[]): InStatement[] {
     const chunk = appended.slice(i, i + EVENT_ROWS);
     const args: InValue[] = [];
     for (const e of chunk) {
-      args.push(e.seq, e.job_id, e.version, e.event.type, JSON.stringify(e.event.data), e.at);
+      const [data, logText] = encodeEvent(e.event);
+      args.push(e.seq, e.job_id, e.version, e.event.type, data, e.at, logText);
     }
     const sql = cached(
       `e${chunk.length}`,
       () =>
-        `INSERT INTO events (seq, job_id, version, type, data, at) VALUES ${
-          Array(chunk.length).fill("(?, ?, ?, ?, ?, ?)").join(", ")
+        `INSERT INTO events (seq, job_id, version, type, data, at, log_text) VALUES ${
+          Array(chunk.length).fill("(?, ?, ?, ?, ?, ?, ?)").join(", ")
         }`,
     );
     statements.push({ sql, args });

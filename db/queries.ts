@@ -6,6 +6,7 @@ import type { JobStatus, StoredEvent } from "../jobs/events.ts";
 import { JobEvent } from "../jobs/events.ts";
 import type { JobState } from "../jobs/state.ts";
 import type { Db } from "./client.ts";
+import { decodeLogLines } from "./event_rows.ts";
 import { decodeJob, LOAD_JOB_SQL } from "./job_sql.ts";
 import { readRows } from "./reader.ts";
 import { events, jobs } from "./schema.ts";
@@ -39,21 +40,27 @@ export interface LogTail {
 
 /** Log events read per query of a tail; most jobs' whole tail fits in one read. */
 const TAIL_BATCH = 16;
-const LOG_TAIL_SQL = `SELECT seq, data FROM events
+const LOG_TAIL_SQL = `SELECT seq, data, log_text FROM events
   WHERE job_id = ? AND type = 'log' AND seq < ? ORDER BY seq DESC LIMIT ${TAIL_BATCH}`;
 
-/** A log event of a tail, newest first: its seq and its lines. */
+/** A log event of a tail, newest first: its seq, and its lines as an array or one text. */
 interface TailRow {
   seq: number;
-  data: { lines: string[] };
+  data: { lines?: string[] };
+  text: string | null;
 }
 
 // The job's row and the first batch of its tail in one statement: a statement through the
 // driver costs 25-40 us whatever it reads, and this is the whole read of most status views.
+// The batch ends with the chunk that completes the line limit (?2; `count` is in a chunk's
+// data, and an older row counts 0): a job printing fast would otherwise have 16 chunks of
+// 256 KiB encoded and parsed for every status read, to show the last few lines of one.
 const JOB_WITH_TAIL_SQL = `SELECT *, (SELECT json_group_array(json_object('seq', seq,
-  'data', json(data)) ORDER BY seq DESC) FROM (SELECT seq, data FROM events
-  WHERE job_id = jobs.job_id AND type = 'log' ORDER BY seq DESC LIMIT ${TAIL_BATCH}))
-  AS log_tail FROM jobs WHERE job_id = ?`;
+  'data', json(data), 'text', log_text) ORDER BY seq DESC) FROM events WHERE seq IN (
+    SELECT seq FROM (SELECT seq, sum(n) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) - n
+      AS newer FROM (SELECT seq, coalesce(json_extract(data, '$.count'), 0) AS n FROM events
+        WHERE job_id = jobs.job_id AND type = 'log' ORDER BY seq DESC LIMIT ${TAIL_BATCH}))
+    WHERE newer < ?2)) AS log_tail FROM jobs WHERE job_id = ?1`;
 
 /** A job and the tail of its log (as `logTail` reads it), or undefined when there is none. */
 export async function getJobWithTail(
@@ -61,7 +68,7 @@ export async function getJobWithTail(
   jobId: string,
   limits: { lines: number; bytes: number },
 ): Promise<{ job: JobState; logs: LogTail } | undefined> {
-  const [row] = await readRows(db.$client, JOB_WITH_TAIL_SQL, [jobId]);
+  const [row] = await readRows(db.$client, JOB_WITH_TAIL_SQL, [jobId, limits.lines]);
   if (!row) return undefined;
   const first = JSON.parse(String(row.log_tail)) as TailRow[];
   return { job: decodeJob(row), logs: await logTail(db, jobId, limits, first) };
@@ -69,7 +76,27 @@ export async function getJobWithTail(
 
 async function tailRows(db: Db, jobId: string, before: number): Promise<TailRow[]> {
   const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
-  return rows.map((r) => ({ seq: Number(r.seq), data: JSON.parse(String(r.data)) }));
+  return rows.map((r) => ({
+    seq: Number(r.seq),
+    data: JSON.parse(String(r.data)),
+    text: r.log_text === null ? null : String(r.log_text),
+  }));
+}
+
+/** A tail row's lines, newest first; a text is cut from its end only as far as it is read. */
+function* newestFirst(row: TailRow): Generator<string> {
+  if (row.text === null) {
+    const lines = row.data.lines ?? [];
+    for (let i = lines.length - 1; i >= 0; i--) yield lines[i];
+    return;
+  }
+  let end = row.text.length;
+  for (;;) {
+    const nl = end === 0 ? -1 : row.text.lastIndexOf("\n", end - 1);
+    yield row.text.slice(nl + 1, end);
+    if (nl < 0) return;
+    end = nl;
+  }
 }
 
 /**
@@ -83,23 +110,22 @@ export async function logTail(
   limits: { lines: number; bytes: number },
   first?: TailRow[],
 ): Promise<LogTail> {
-  const newestFirst: string[] = [];
+  const tail: string[] = [];
   let used = 0;
   let rows = first ?? await tailRows(db, jobId, Number.MAX_SAFE_INTEGER);
   for (;;) {
     if (rows.length === 0) break;
     for (const row of rows) {
-      const chunk = row.data.lines;
-      for (let i = chunk.length - 1; i >= 0; i--) {
-        if (newestFirst.length >= limits.lines) {
-          return { lines: newestFirst.reverse(), truncated: false };
+      for (const line of newestFirst(row)) {
+        if (tail.length >= limits.lines) {
+          return { lines: tail.reverse(), truncated: false };
         }
-        const size = Buffer.byteLength(chunk[i]) + (newestFirst.length ? 1 : 0);
+        const size = Buffer.byteLength(line) + (tail.length ? 1 : 0);
         if (used + size > limits.bytes) {
-          if (newestFirst.length === 0) newestFirst.push(cutLine(chunk[i], limits.bytes));
-          return { lines: newestFirst.reverse(), truncated: true };
+          if (tail.length === 0) tail.push(cutLine(line, limits.bytes));
+          return { lines: tail.reverse(), truncated: true };
         }
-        newestFirst.push(chunk[i]);
+        tail.push(line);
         used += size;
       }
     }
@@ -108,7 +134,7 @@ export async function logTail(
     if (rows.length < TAIL_BATCH) break;
     rows = await tailRows(db, jobId, rows[rows.length - 1].seq);
   }
-  return { lines: newestFirst.reverse(), truncated: false };
+  return { lines: tail.reverse(), truncated: false };
 }
 
 /** The start of `line` in at most `bytes` UTF-8 bytes, marker included, never mid-character. */
@@ -207,7 +233,10 @@ export async function jobEvents(
     )).orderBy(asc(events.seq)).limit(fetch);
     for (const r of rows) {
       if (out.length === opts.limit) return { events: out, truncated: false, more: true };
-      const size = Buffer.byteLength(r.data) + EVENT_OVERHEAD;
+      // Pages show log lines as arrays, whichever way they are stored.
+      const data = r.type === "log" ? decodeLogLines(r.data, r.log_text) : JSON.parse(r.data);
+      const json = r.log_text === null ? r.data : JSON.stringify(data);
+      const size = Buffer.byteLength(json) + EVENT_OVERHEAD;
       if (out.length > 0 && bytes + size > opts.maxBytes) {
         return { events: out, truncated: true, more: true };
       }
@@ -218,7 +247,7 @@ export async function jobEvents(
         job_id: r.job_id,
         version: r.version,
         at: r.at,
-        event: JobEvent.parse({ type: r.type, data: JSON.parse(r.data) }),
+        event: JobEvent.parse({ type: r.type, data }),
       });
     }
     if (rows.length < fetch) return { events: out, truncated: false, more: false };

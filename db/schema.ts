@@ -20,6 +20,12 @@ export const events = sqliteTable("events", {
   type: text("type").notNull(),
   data: text("data").notNull(),
   at: text("at").notNull(),
+  /**
+   * A log event's lines joined by "\n" (its `data` then holds only `stream` and `count`);
+   * null for every other event and for log events stored before migration 0007, whose
+   * `data` holds `lines`. Kept out of the JSON so a log line is never encoded nor parsed.
+   */
+  log_text: text("log_text"),
 }, (t) => [
   uniqueIndex("events_stream").on(t.job_id, t.version),
   index("events_job_type").on(t.job_id, t.type, t.seq),

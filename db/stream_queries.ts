@@ -25,10 +25,15 @@ export interface StreamRow {
   version: number;
   type: string;
   at: string;
-  /** Length of the data, in characters. */
+  /** Length of the data (of a log chunk's text), in characters. */
   size: number;
   /** The data's JSON text; null when it is longer than `maxChars` (read it in slices). */
   data: string | null;
+  /**
+   * A log chunk's stream (migration 0007: the lines are one text, outside the JSON); null
+   * for every other row. Its `data` is built from the text, or left null like any long data.
+   */
+  stream: string | null;
 }
 
 /**
@@ -41,18 +46,31 @@ export async function eventsAfter(db: Db, page: StreamPage): Promise<StreamRow[]
   if (page.jobIds) where.push(sql`job_id in ${page.jobIds}`);
   if (page.types?.length) where.push(sql`type in ${[...page.types]}`);
   const inline = page.maxChars;
-  return await db.all<StreamRow>(sql`
+  const rows = await db.all<StreamRow>(sql`
     select seq, job_id, version, type, at, size,
-      case when size <= ${inline} then data end as data
+      case when size <= ${inline} then coalesce(log_text, data) end as data,
+      case when log_text is not null then json_extract(data, '$.stream') end as stream
     from (
-      select seq, job_id, version, type, at, data, length(data) as size,
-        sum(min(length(data), ${inline})) over (order by seq rows unbounded preceding)
-          - min(length(data), ${inline}) as before
+      select seq, job_id, version, type, at, data, log_text,
+        coalesce(length(log_text), length(data)) as size,
+        sum(min(coalesce(length(log_text), length(data)), ${inline}))
+          over (order by seq rows unbounded preceding)
+          - min(coalesce(length(log_text), length(data)), ${inline}) as before
       from ${events} where ${sql.join(where, sql` and `)} order by seq limit ${page.limit}
     ) where before < ${inline} order by seq`);
+  for (const row of rows) {
+    // Streams show log lines as an array, as they were stored before migration 0007.
+    if (row.stream !== null && row.data !== null) {
+      row.data = JSON.stringify({ stream: row.stream, lines: row.data.split("\n") });
+    }
+  }
+  return rows;
 }
 
-/** Characters [start, start + length) of one event's data (0-based). */
+/**
+ * Characters [start, start + length) of one event's data (0-based), or of a log chunk's
+ * text: what `size` counted.
+ */
 export async function dataSlice(
   db: Db,
   seq: number,
@@ -60,7 +78,8 @@ export async function dataSlice(
   length: number,
 ): Promise<string> {
   const [row] = await db.all<{ part: string }>(
-    sql`select substr(data, ${start + 1}, ${length}) as part from ${events} where seq = ${seq}`,
+    sql`select substr(coalesce(log_text, data), ${start + 1}, ${length}) as part
+      from ${events} where seq = ${seq}`,
   );
   return row?.part ?? "";
 }

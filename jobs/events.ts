@@ -91,10 +91,40 @@ export const Progress = z.object({
   }),
 });
 
-export const Log = z.object({
-  type: z.literal("log"),
-  data: z.object({ stream: z.enum(["stdout", "stderr"]), lines: z.array(z.string()) }),
+const Stream = z.enum(["stdout", "stderr"]);
+
+/** A log event's lines as the API shows them, and as remote workers send them. */
+export const LogLines = z.object({ stream: Stream, lines: z.array(z.string()) });
+
+/**
+ * The same lines as one text, joined by "\n" (so no line holds one), and how many there are
+ * (at least one). The collector makes them, and the store keeps the text outside the JSON
+ * data (migration 0007): encoding, cloning and parsing a million lines one by one cost more
+ * than everything else on the write path together (see README, log ingestion).
+ */
+export const LogChunk = z.object({
+  stream: Stream,
+  text: z.string(),
+  count: z.number().int().positive(),
 });
+export type LogData = z.infer<typeof LogLines> | z.infer<typeof LogChunk>;
+
+export const Log = z.object({ type: z.literal("log"), data: z.union([LogChunk, LogLines]) });
+
+/** A log event's lines, whichever form it holds. */
+export function logLines(data: LogData): string[] {
+  return "lines" in data ? data.lines : data.text.split("\n");
+}
+
+/** How many lines a log event holds, without splitting a chunk. */
+export function logCount(data: LogData): number {
+  return "lines" in data ? data.lines.length : data.count;
+}
+
+/** A log event's data as the API shows it: `{stream, lines}`. */
+export function publicLog(data: LogData): z.infer<typeof LogLines> {
+  return "lines" in data ? data : { stream: data.stream, lines: logLines(data) };
+}
 
 export const Metrics = z.object({ type: z.literal("metrics"), data: z.object({ metrics: Json }) });
 

@@ -11,12 +11,15 @@ import type { OutputEvent } from "./decide.ts";
 import { type FailureReason, FailureReason as FailureReasonSchema } from "./events.ts";
 import { isInside } from "../models/artifacts.ts";
 import { OutputQueue } from "./output_queue.ts";
+import { plainRuns } from "./plain_lines.ts";
 import { parseProtocol, PROTOCOL_PREFIX, type ProtocolMessage } from "./protocol.ts";
 
 export { PROTOCOL_PREFIX } from "./protocol.ts";
 
 /** Longer lines are split; pieces never split a surrogate pair. */
 const MAX_LINE = 64 * 1024;
+/** A run of plain lines queued as one piece holds at most this many characters. */
+const MAX_RUN = 64 * 1024;
 const STDERR_TAIL = 20;
 /**
  * One sink call carries at most this much: it is one structured clone across the thread and
@@ -122,6 +125,10 @@ export class OutputCollector {
 
   /** Handles the complete lines of `text`; returns what is left of it. */
   #split(name: "stdout" | "stderr", text: string): string {
+    const end = text.lastIndexOf("\n");
+    if (end >= 0 && name === "stdout" && this.#plainLines(text.slice(0, end))) {
+      return this.#cut(name, text.slice(end + 1));
+    }
     let rest = text;
     let nl: number;
     while ((nl = rest.indexOf("\n")) >= 0) {
@@ -132,6 +139,19 @@ export class OutputCollector {
       rest = rest.slice(nl + 1);
     }
     return this.#cut(name, rest);
+  }
+
+  /** Queues `block`, whole stdout lines, as runs of text; false when they need a look each. */
+  #plainLines(block: string): boolean {
+    if (this.#failure !== null || this.#closed) return true;
+    const runs = plainRuns(block, MAX_LINE, MAX_RUN);
+    if (runs === null) return false;
+    for (const [text, n] of runs) {
+      this.lines += n;
+      this.#queue.lines("stdout", text, n);
+    }
+    this.#schedule();
+    return true;
   }
 
   /** Handles MAX_LINE pieces off the front of an overlong `text`; returns the rest. */

@@ -1,7 +1,9 @@
 /**
  * A job's unsent output, coalesced as it arrives. Log lines join the newest unsent log event
  * of their stream, so lines stay in order within their stream (the order between stdout and
- * stderr is not defined: they are read concurrently). Progress and metrics messages are queued
+ * stderr is not defined: they are read concurrently). A log event is built as a list of
+ * pieces (single lines, or runs of lines already joined by "\n") and joined into one text
+ * when it is taken: no per-line array crosses the thread or reaches the store. Progress and metrics messages are queued
  * in order as they come, up to MAX_STATE_EVENTS of each between two writes; past that the
  * newest unsent progress is replaced and unsent metrics are merged, which changes nothing in
  * the job's state: both only ever set its current values. Batches are taken off the front,
@@ -24,6 +26,8 @@ type StateKind = "progress" | "metrics";
 interface Item {
   event: OutputEvent;
   bytes: number;
+  /** An open log event's pieces, joined into its text when it is taken. */
+  log?: { stream: Stream; pieces: string[]; count: number };
 }
 
 export class OutputQueue {
@@ -37,7 +41,7 @@ export class OutputQueue {
   };
   #bytes = 0;
 
-  /** Bytes waiting, as counted when added (about their JSON size). */
+  /** Characters waiting, as counted when added (about their stored size). */
   get bytes(): number {
     return this.#bytes;
   }
@@ -46,15 +50,26 @@ export class OutputQueue {
     return this.#head === this.#items.length;
   }
 
+  /** Queues one line. */
   log(stream: Stream, line: string): void {
-    const bytes = line.length + 3;
+    this.lines(stream, line, 1);
+  }
+
+  /** Queues `count` lines joined by "\n" (no trailing one), in order after the queued ones. */
+  lines(stream: Stream, text: string, count: number): void {
+    const bytes = text.length + 1;
     const open = this.#open[stream];
-    if (open && open.bytes < MAX_EVENT_BYTES && open.event.type === "log") {
-      open.event.data.lines.push(line);
+    if (open?.log && open.bytes < MAX_EVENT_BYTES) {
+      open.log.pieces.push(text);
+      open.log.count += count;
       open.bytes += bytes;
       this.#bytes += bytes;
     } else {
-      this.#open[stream] = this.push({ type: "log", data: { stream, lines: [line] } }, bytes);
+      // The event is filled in by take(); until then only its pieces grow.
+      const event: OutputEvent = { type: "log", data: { stream, text: "", count } };
+      const item = this.push(event, bytes);
+      item.log = { stream, pieces: [text], count };
+      this.#open[stream] = item;
     }
   }
 
@@ -99,6 +114,10 @@ export class OutputQueue {
     while (this.#head < this.#items.length && bytes < maxBytes && batch.length < maxEvents) {
       const item = this.#items[this.#head]!;
       this.#items[this.#head++] = undefined;
+      if (item.log) {
+        const { stream, pieces, count } = item.log;
+        item.event = { type: "log", data: { stream, text: pieces.join("\n"), count } };
+      }
       batch.push(item.event);
       bytes += item.bytes;
     }

@@ -2,7 +2,7 @@
  * The job state machine's read side: a pure `evolve(state, event)`. The `jobs` projection
  * row is exactly this state, so the projection equals a replay of the log by construction.
  */
-import type { FailureReason, JobStatus, StoredEvent } from "./events.ts";
+import { type FailureReason, type JobStatus, logCount, type StoredEvent } from "./events.ts";
 
 export interface JobProgress {
   step: number | null;
@@ -151,7 +151,7 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
     case "progress":
       return { ...s, progress: { ...event.data, at } };
     case "log":
-      return { ...s, log_lines: s.log_lines + event.data.lines.length };
+      return { ...s, log_lines: s.log_lines + logCount(event.data) };
     case "metrics":
       return { ...s, metrics: { ...s.metrics, ...event.data.metrics } };
     case "artifact":

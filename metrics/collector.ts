@@ -11,7 +11,8 @@ import type { Clock } from "../db/clock.ts";
 import type { Db } from "../db/client.ts";
 import type { EventStore } from "../db/event_store.ts";
 import { jobCounts } from "../db/queries.ts";
-import { JOB_STATUSES, type StoredEvent } from "../jobs/events.ts";
+import { Buffer } from "node:buffer";
+import { JOB_STATUSES, type LogData, type StoredEvent } from "../jobs/events.ts";
 import { isTerminal, type JobState } from "../jobs/state.ts";
 
 export interface MetricsDeps {
@@ -132,7 +133,6 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     finished.inc(labels);
     if (job.started_at) duration.observe(labels, seconds(job.started_at, at));
   };
-  const encoder = new TextEncoder();
   deps.store.onCommit((events: StoredEvent[], states: ReadonlyMap<string, JobState>) => {
     const parents = new Set<string>();
     for (const { job_id, at, event } of events) {
@@ -148,8 +148,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
           }
           break;
         case "log": {
-          const bytes = event.data.lines.reduce((n, l) => n + encoder.encode(l).length + 1, 0);
-          logBytes.inc({ stream: event.data.stream }, bytes);
+          logBytes.inc({ stream: event.data.stream }, logBytesOf(event.data));
           break;
         }
         case "requeued":
@@ -219,6 +218,15 @@ async function workerStates(deps: MetricsDeps, now: string) {
     args: [lease, lease, hour],
   });
   return { alive: Number(rs.rows[0].alive), silent: Number(rs.rows[0].silent) };
+}
+
+/**
+ * UTF-8 bytes of a log event's lines, a newline after each. Counted on the joined text: one
+ * TextEncoder call per line was half a second of the main thread for a million lines.
+ */
+function logBytesOf(data: LogData): number {
+  if ("text" in data) return Buffer.byteLength(data.text) + 1;
+  return data.lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
 }
 
 function seconds(from: string, to: string): number {

@@ -1,6 +1,7 @@
 /**
  * SSE messages of stored events. The stored data is already JSON text without line breaks,
- * so it goes out as it is, without a parse and a stringify per client.
+ * so it goes out as it is, without a parse and a stringify per client; a log chunk's text
+ * is turned into its JSON once per page read (db/stream_queries.ts), or slice by slice here.
  */
 import type { SSEStreamingApi } from "hono/streaming";
 import type { Db } from "../db/client.ts";
@@ -28,11 +29,16 @@ export async function send(db: Db, stream: SSEStreamingApi, page: StreamRow[], c
       batch.push(message(e));
     } else {
       await flush();
-      await stream.write(head(e));
+      // A log chunk's text goes out as the `lines` array it holds, a slice at a time.
+      const chunk = e.stream !== null;
+      await stream.write(
+        head(e) + (chunk ? `{"stream":${JSON.stringify(e.stream)},"lines":["` : ""),
+      );
       for (let at = 0; at < e.size && !stream.aborted; at += SLICE_CHARS) {
-        await stream.write(await dataSlice(db, e.seq, at, SLICE_CHARS));
+        const part = await dataSlice(db, e.seq, at, SLICE_CHARS);
+        await stream.write(chunk ? jsonLines(part) : part);
       }
-      await stream.write("}\n\n");
+      await stream.write(chunk ? `"]}}\n\n` : "}\n\n");
     }
     cursor = e.seq;
   }
@@ -58,6 +64,16 @@ function head(e: StreamRow): string {
   return `id: ${e.seq}\nevent: ${e.type}\ndata: {"seq":${e.seq},"job_id":${
     JSON.stringify(e.job_id)
   },"version":${e.version},"at":${JSON.stringify(e.at)},"type":${JSON.stringify(e.type)},"data":`;
+}
+
+/**
+ * A slice of lines joined by "\n" as the inside of a JSON array of strings: each piece
+ * escaped, and each "\n" closing one string and opening the next. A slice may end inside a
+ * surrogate pair; each half is escaped alone (`\ud83d`, `\ude00`), and the two escapes
+ * parse back into the pair.
+ */
+export function jsonLines(part: string): string {
+  return part.split("\n").map((l) => JSON.stringify(l).slice(1, -1)).join('","');
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

@@ -111,8 +111,12 @@ Deno.test("e2e: hostile output never wedges a job", async (t) => {
       // JSON.stringify escapes only lone surrogates; none may be in the stored text.
       const db = new DatabaseSync(join(ws.dir, "t.db"), { readOnly: true });
       try {
-        const rows = db.prepare("SELECT data FROM events WHERE job_id = ?").all(id);
-        for (const row of rows) assert.doesNotMatch(String(row.data), /\\u[dD][89a-fA-F]/);
+        const rows = db.prepare("SELECT data, log_text FROM events WHERE job_id = ?").all(id);
+        for (const row of rows) {
+          assert.doesNotMatch(String(row.data), /\\u[dD][89a-fA-F]/);
+          // Log text is stored as UTF-8, where a lone surrogate would have become U+FFFD.
+          assert.ok(!String(row.log_text ?? "").includes("\uFFFD"), "no half of a pair stored");
+        }
       } finally {
         db.close();
       }

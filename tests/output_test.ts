@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { OutputEvent } from "../jobs/decide.ts";
+import { logCount, logLines as linesOf } from "../jobs/events.ts";
 import { OutputCollector } from "../jobs/output.ts";
 import { MAX_JSON_DEPTH, nestedDeeperThan, parseProtocol } from "../jobs/protocol.ts";
 import { within } from "./helpers/server.ts";
@@ -48,7 +49,7 @@ function recordingSink(delayMs = 0) {
   };
   const all = () => batches.flat();
   const logLines = (stream = "stdout") =>
-    all().flatMap((e) => e.type === "log" && e.data.stream === stream ? e.data.lines : []);
+    all().flatMap((e) => e.type === "log" && e.data.stream === stream ? linesOf(e.data) : []);
   return { sink, batches, all, logLines };
 }
 
@@ -243,4 +244,49 @@ Deno.test("a few progress and metrics messages are all kept, in order", async ()
     "metrics",
     "metrics",
   ]);
+});
+
+Deno.test("plain runs and lines that need a look of their own keep every line, in order", async () => {
+  const rec = recordingSink();
+  const collector = new OutputCollector(rec.sink, { modelsDir: "/nonexistent" });
+  const long = "z".repeat(64 * 1024 + 10);
+  const input: string[] = [];
+  const want: string[] = [];
+  for (let i = 0; i < 3_000; i++) {
+    const kind = i % 300;
+    // Mostly plain lines; now and then a "\r" ending, a line cut in two, a malformed
+    // protocol line (kept, with a warning) and a progress line (not a log line).
+    const line = kind === 7
+      ? `cr ${i}\r`
+      : kind === 11
+      ? long
+      : kind === 13
+      ? "@@trainer {broken"
+      : kind === 17
+      ? progress(i, 3_000)
+      : `plain ${i} ${"p".repeat(i % 80)}`;
+    input.push(line);
+    if (kind === 7) want.push(`cr ${i}`);
+    else if (kind === 11) want.push(long.slice(0, 64 * 1024), long.slice(64 * 1024));
+    else if (kind !== 17) want.push(line);
+  }
+  // Chunks that cut lines anywhere, as a pipe does.
+  const bytes = encoder.encode(input.join("\n") + "\n");
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (let at = 0; at < bytes.length; at += 1_000 + (at % 7_777)) {
+        controller.enqueue(bytes.slice(at, at + 1_000 + (at % 7_777)));
+      }
+      controller.close();
+    },
+  });
+  await collector.consume(stream, "stdout");
+  await collector.close();
+  assert.deepEqual(rec.logLines(), want);
+  assert.equal(collector.lines, want.length);
+  for (const e of rec.all()) {
+    if (e.type === "log") assert.equal(logCount(e.data), linesOf(e.data).length);
+  }
+  const warnings = rec.all().filter((e) => e.type === "warning");
+  assert.equal(warnings.length, 10);
 });

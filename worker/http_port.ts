@@ -21,7 +21,7 @@ import {
   StartedResponse,
 } from "../contract/worker.ts";
 import type { ExitReport, OutputEvent } from "../jobs/decide.ts";
-import type { FailureReason } from "../jobs/events.ts";
+import { type FailureReason, publicLog } from "../jobs/events.ts";
 import { isSameProcess, signalGroup } from "../jobs/process.ts";
 import type { JobState } from "../jobs/state.ts";
 import type { StartInfo, WorkerPort } from "../jobs/worker_port.ts";
@@ -206,8 +206,10 @@ export class HttpPort implements WorkerPort {
     return answer.value;
   }
 
-  async output(jobId: string, events: OutputEvent[]): Promise<void> {
+  async output(jobId: string, chunks: OutputEvent[]): Promise<void> {
     await this.#jobs.get(jobId)?.ack.promise;
+    // The contract carries log lines as arrays (contract/worker.ts), however they were read.
+    const events = chunks.map((e) => e.type === "log" ? { ...e, data: publicLog(e.data) } : e);
     for (let resyncs = 0;; resyncs++) {
       const held = this.#jobs.get(jobId);
       const answer = await this.#report(

@@ -6,6 +6,7 @@
 import { inArray } from "drizzle-orm";
 import { isDeepStrictEqual } from "node:util";
 import { openDatabase } from "../../db/client.ts";
+import { decodeLogLines } from "../../db/event_rows.ts";
 import { replay } from "../../db/rebuild.ts";
 import { rowToState } from "../../db/rows.ts";
 import { events, jobs } from "../../db/schema.ts";
@@ -49,20 +50,22 @@ export async function checkStoppedDatabase(dbPath: string, w: Witness): Promise<
     }
     const stored = new Map<
       number,
-      { job_id: string; version: number; type: string; data: string }
+      { job_id: string; version: number; type: string; data: unknown }
     >();
     const seqs = [...w.seen.keys()];
     for (let i = 0; i < seqs.length; i += 500) {
       const part = seqs.slice(i, i + 500);
       for (const e of await database.db.select().from(events).where(inArray(events.seq, part))) {
-        stored.set(e.seq, e);
+        // As clients see it: log lines as an array, however they are stored.
+        const data = e.type === "log" ? decodeLogLines(e.data, e.log_text) : JSON.parse(e.data);
+        stored.set(e.seq, { ...e, data });
       }
     }
     for (const [seq, e] of w.seen) {
       const s = stored.get(seq);
       if (
         !s || s.job_id !== e.job_id || s.version !== e.version || s.type !== e.type ||
-        !isDeepStrictEqual(JSON.parse(s.data), e.data)
+        !isDeepStrictEqual(s.data, e.data)
       ) {
         problems.push(
           `event ${seq} (${e.type} of ${e.job_id}) seen by a client is gone or changed`,

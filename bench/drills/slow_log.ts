@@ -9,6 +9,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import type { OutputEvent } from "../../jobs/decide.ts";
+import { logLines } from "../../jobs/events.ts";
 import { OutputCollector } from "../../jobs/output.ts";
 import { compileC, haveCc, LINES_C } from "../lib/native.ts";
 import { startServer, waitFor, writeRegistry } from "../lib/server.ts";
@@ -65,7 +66,7 @@ export async function collectorDrill(
     }
     for (const e of events) {
       figures.events++;
-      if (e.type === "log" && e.data.stream === "stdout") stored.push(...e.data.lines);
+      if (e.type === "log" && e.data.stream === "stdout") stored.push(...logLines(e.data));
     }
   };
   const collector = new OutputCollector(sink, { modelsDir: "/nonexistent" });

@@ -77,9 +77,10 @@ export async function testJobDeps(
 
 export async function openTestStore(
   clock: Clock = systemClock,
-  opts: { shared?: boolean } = {},
+  opts: { shared?: boolean; seed?: (path: string) => Promise<void> } = {},
 ): Promise<TestStore> {
   const dir = await tempDir();
+  await opts.seed?.(join(dir.path, "trainer.db"));
   const database = await openDatabase(`file:${join(dir.path, "trainer.db")}`);
   const store = await EventStore.open(database, clock, opts);
   return {
@@ -122,6 +123,8 @@ export interface AppOptions {
   statusCacheBytes?: number;
   /** The artifact store; a FolderStore on the models dir when unset, as main.ts's default. */
   artifacts?: ArtifactStore;
+  /** Writes the database file before it is opened (and migrated), e.g. an older schema's. */
+  seed?: (path: string) => Promise<void>;
 }
 
 export interface TestApp extends TestStore {
@@ -150,7 +153,7 @@ export interface TestResponse {
 
 /** Builds the app on a temp libSQL file; with `supervisor: true` jobs really run. */
 export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
-  const base = await openTestStore();
+  const base = await openTestStore(systemClock, { seed: opts.seed });
   const { dir, database, store } = base;
   for (const [name, text] of Object.entries(opts.files ?? {})) {
     await Deno.writeTextFile(join(dir, name), text);

@@ -9,6 +9,7 @@ import { createApp } from "../../app.ts";
 import type { Clock } from "../../db/clock.ts";
 import type { Database } from "../../db/client.ts";
 import type { EventStore } from "../../db/event_store.ts";
+import { decodeLogLines } from "../../db/event_rows.ts";
 import { replay } from "../../db/rebuild.ts";
 import { rowToState } from "../../db/rows.ts";
 import { jobs as jobsTable } from "../../db/schema.ts";
@@ -138,13 +139,16 @@ export async function hostedApp(opts: { apiToken?: string } = {}): Promise<Hoste
     },
     async events(id) {
       const rs = await database.client.execute({
-        sql: "SELECT version, type, data FROM events WHERE job_id = ? ORDER BY version",
+        sql: "SELECT version, type, data, log_text FROM events WHERE job_id = ? ORDER BY version",
         args: [id],
       });
+      // Log lines as the API shows them, however they are stored.
       return rs.rows.map((r) => ({
         version: Number(r.version),
         type: String(r.type),
-        data: JSON.parse(String(r.data)),
+        data: r.type === "log"
+          ? decodeLogLines(String(r.data), r.log_text === null ? null : String(r.log_text))
+          : JSON.parse(String(r.data)),
       }));
     },
   };
