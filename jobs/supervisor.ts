@@ -24,7 +24,7 @@ import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
 import { launchSpec, recordSpecSync, specEnv, type TrainingSpec } from "../models/spec.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import { storeModel } from "../models/store_model.ts";
-import { spawnLeader } from "./spawn.ts";
+import { type Leader, spawnLeader } from "./spawn.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -65,9 +65,11 @@ interface Running {
   reading: Promise<unknown>;
   /** Settles once the start is recorded (or recorded as failed). */
   recorded: Promise<void>;
-  /** Settles once the process leads its own group, so that the group can be signalled. */
-  leading: Promise<void>;
+  /** Its `leading` settles once it leads its own group, so that the group can be signalled. */
+  leader: Leader;
   launchedAt: number;
+  /** The leader's kernel start ticks: the job's processes all started since. */
+  startTicks: number | null;
   stopping: StopReason | null;
   stopped: Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> | null;
   timer: ReturnType<typeof setTimeout> | null;
@@ -138,7 +140,9 @@ export class Supervisor {
     if (!r) return Promise.resolve();
     if (!r.stopping) {
       r.stopping = reason;
-      r.stopped = r.leading.then(() => stopGroup(r.child.pid, this.opts.graceSeconds * 1000));
+      r.stopped = r.leader.leading.then(() =>
+        stopGroup(r.child.pid, this.opts.graceSeconds * 1000)
+      );
     }
     return r.done;
   }
@@ -221,32 +225,33 @@ export class Supervisor {
 
   /** Spawns one job and sends its start without waiting; null when it could not spawn. */
   #spawn({ job, type, command, spec }: Prepared): Running | null {
-    let child: Deno.ChildProcess;
-    let leading: Promise<void>;
+    let leader: Leader;
     // Taken before the spawn: every file the job writes is newer (see removeArtifacts).
     const launchedAt = Date.now();
     try {
-      ({ child, leading } = spawnLeader(command, {
+      leader = spawnLeader(command, {
         env: { ...this.#env(job, type.env), ...specEnv(spec) },
         clearEnv: true,
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-      }));
+      });
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       void this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`)
         .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
       return null;
     }
+    const { child } = leader;
     const collector = new OutputCollector(
       (events) => this.port.output(job.job_id, events),
       { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },
     );
+    const startTicks = readStartTicks(child.pid);
     const recorded = this.port.started(job.job_id, {
       pid: child.pid,
       pgid: child.pid,
-      start_ticks: readStartTicks(child.pid),
+      start_ticks: startTicks,
       worker_id: this.opts.workerId,
       command,
     }).catch(async (e) => {
@@ -270,9 +275,10 @@ export class Supervisor {
         collector.consume(child.stderr, "stderr"),
       ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
       recorded,
-      leading,
+      leader,
       spec,
       launchedAt,
+      startTicks,
       stopping: null,
       stopped: null,
       timer: null,
@@ -303,7 +309,7 @@ export class Supervisor {
       stop = { stopped_with: null, group_gone: await waitGroupGone(child.pid, 1000) };
     } else stop = { stopped_with: null, group_gone: true };
     // A process that left the group (setsid) still carries the job's id: it dies with the job.
-    const strays = await killJobProcesses(job.job_id);
+    const strays = await killJobProcesses(job.job_id, 1000, { since: r.startTicks });
     if (strays.killed.length) {
       this.opts.log?.(`job ${job.job_id}: killed escaped process(es) ${strays.killed.join(", ")}`);
     }
