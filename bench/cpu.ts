@@ -89,12 +89,17 @@ async function submit(url: string, n: number): Promise<void> {
 async function drained(dbPath: string): Promise<void> {
   const db = new DatabaseSync(dbPath, { readOnly: true });
   try {
-    await waitFor("every job to finish", () => {
-      const row = db.prepare(
-        "SELECT count(*) AS n FROM jobs WHERE status IN ('started', 'running')",
-      ).get();
-      return Number(row!.n) === 0 ? true : undefined;
-    }, 900_000, 20);
+    await waitFor(
+      "every job to finish",
+      () => {
+        const row = db.prepare(
+          "SELECT count(*) AS n FROM jobs WHERE status IN ('started', 'running')",
+        ).get();
+        return Number(row!.n) === 0 ? true : undefined;
+      },
+      900_000,
+      20,
+    );
   } finally {
     db.close();
   }
