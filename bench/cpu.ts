@@ -13,12 +13,19 @@ import { startServer, waitFor, writeRegistry } from "./lib/server.ts";
 const JOBS = Number(Deno.env.get("BENCH_CPU_JOBS") ?? 2000);
 const CLIENTS = 16;
 const JOB_SCRIPT = 'printf m > "$TRAIN_ARTIFACT_PATH"';
+/**
+ * BENCH_CPU_JOB=true runs `true` as the peer benchmark does: each job then fails
+ * (artifact_missing) and takes the cleanup path instead of the model's record and hash.
+ */
+const COMMAND = Deno.env.get("BENCH_CPU_JOB") === "true"
+  ? ["/bin/true"]
+  : ["/bin/sh", "-c", JOB_SCRIPT];
 /** What the 1.5x-the-peer rate needs on 2 cores, with the jobs' own CPU beside it. */
 const TARGET_MS = 1.9;
 
 export async function cpu(ctx: BenchContext): Promise<BenchResult> {
   const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "cpu-" });
-  const registry = await writeRegistry(dir, { noop: { command: ["/bin/sh", "-c", JOB_SCRIPT] } });
+  const registry = await writeRegistry(dir, { noop: { command: COMMAND } });
   const server = await startServer({
     dir,
     env: { MODEL_REGISTRY: registry, MAX_CONCURRENT_JOBS: "16" },
@@ -65,7 +72,7 @@ export async function cpu(ctx: BenchContext): Promise<BenchResult> {
       cpu_ms_per_job_while_submitting: Math.round(perJob(before, submitted) * 100) / 100,
       cpu_ms_per_job_by_thread: byThread,
       loadavg: (await Deno.readTextFile("/proc/loadavg")).trim(),
-      job_command: `/bin/sh -c '${JOB_SCRIPT}'`,
+      job_command: COMMAND.join(" "),
     },
   };
 }
