@@ -194,8 +194,17 @@ export function removeArtifacts(
   // on the supervisor's thread, and its 13 async calls (a realpath and an lstat per name) each
   // waited for a thread-pool slot; with `true` as the job, the cleanup path cost about 0.2 ms of
   // pool threads' CPU a job on top of the calls themselves (bench cpu, BENCH_CPU_JOB=true).
+  // Still a promise that rejects, never a throw: callers attach their handling with .catch().
+  try {
+    return Promise.resolve(removeNow(modelsDir, artifact, opts));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+function removeNow(modelsDir: string, artifact: string, opts: RemoveOptions): string[] {
   const root = realPathOrNull(modelsDir);
-  if (!root) return Promise.resolve([]);
+  if (!root) return [];
   const removed: string[] = [];
   // Every name lies in one folder: resolved once, not once per name.
   const folders = new Map<string, string | null>();
@@ -219,7 +228,7 @@ export function removeArtifacts(
       if (!(e instanceof Deno.errors.NotFound)) opts.log?.(`could not remove ${target}: ${e}`);
     }
   }
-  return Promise.resolve(removed);
+  return removed;
 }
 
 /**
