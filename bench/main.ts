@@ -7,6 +7,7 @@ import { dispatch } from "./dispatch.ts";
 import { growth } from "./growth.ts";
 import { e2e } from "./e2e.ts";
 import { coldstart } from "./coldstart.ts";
+import { cpu } from "./cpu.ts";
 import { logs } from "./logs.ts";
 import { peer } from "./peer.ts";
 import { reads } from "./reads.ts";
@@ -26,6 +27,7 @@ const BENCHES: Record<string, Bench> = {
   peer,
   growth,
   e2e,
+  cpu,
 };
 
 const names = Deno.args.length ? Deno.args : Object.keys(BENCHES);

@@ -4,6 +4,8 @@
  */
 import process from "node:process";
 
+export { killJobProcesses } from "./sweep.ts";
+
 export type StopSignal = "SIGTERM" | "SIGKILL";
 
 /**
@@ -150,70 +152,4 @@ function findProcessesByEnv(
 /** The process group of a live process; null when it is gone. */
 export function readPgid(pid: number): number | null {
   return readStat(pid)?.pgrp ?? null;
-}
-
-/**
- * Kills every live process still carrying `jobId` in its environment, such as a daemon that
- * left the job's group with setsid, and waits up to `ms` for them to die. SIGKILL at once:
- * the group had its grace already. Scanned again while waiting, so a process that forked
- * between the scan and the kill is caught too.
- *
- * Reading every process's environment is the costly part of a job's end (a few ms on a
- * busy machine), so jobs that end together share one pass over /proc: a request joins the
- * next pass, and each job is answered only once a pass started after its request found
- * none of its processes.
- */
-export function killJobProcesses(
-  jobId: string,
-  ms = 1000,
-): Promise<{ killed: number[]; gone: boolean }> {
-  return new Promise((resolve) => {
-    const waiting = sweeps.get(jobId) ?? [];
-    waiting.push({ killed: new Set(), deadline: Date.now() + ms, resolve });
-    sweeps.set(jobId, waiting);
-    sweeping ??= sweep().finally(() => sweeping = null);
-  });
-}
-
-interface Sweep {
-  killed: Set<number>;
-  deadline: number;
-  resolve(result: { killed: number[]; gone: boolean }): void;
-}
-
-const sweeps = new Map<string, Sweep[]>();
-let sweeping: Promise<void> | null = null;
-
-async function sweep(): Promise<void> {
-  while (sweeps.size) {
-    // One macrotask lets the jobs ending together join this pass.
-    await new Promise((r) => setTimeout(r, 0));
-    const byJob = new Map<string, number[]>();
-    for (const [pid, id] of findJobProcesses(new Set(sweeps.keys()))) {
-      byJob.set(id, [...byJob.get(id) ?? [], pid]);
-    }
-    const now = Date.now();
-    let killing = false;
-    for (const [id, waiting] of sweeps) {
-      const alive = byJob.get(id) ?? [];
-      const left = waiting.filter((w) => {
-        if (alive.length && now < w.deadline) return true;
-        w.resolve({ killed: [...w.killed], gone: alive.length === 0 });
-        return false;
-      });
-      for (const pid of alive) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-          for (const w of left) w.killed.add(pid);
-        } catch {
-          // gone already
-        }
-      }
-      if (left.length) {
-        sweeps.set(id, left);
-        killing = true;
-      } else sweeps.delete(id);
-    }
-    if (killing) await new Promise((r) => setTimeout(r, 20));
-  }
 }

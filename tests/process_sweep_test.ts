@@ -4,7 +4,7 @@
  * left alone, and a job with no process left is answered too. Real processes throughout.
  */
 import assert from "node:assert/strict";
-import { findJobProcesses, killJobProcesses } from "../jobs/process.ts";
+import { findJobProcesses, killJobProcesses, readStartTicks } from "../jobs/process.ts";
 
 function spawnWithId(jobId: string): Deno.ChildProcess {
   // setsid: outside any group we know of, like a daemon that escaped its job.
@@ -53,5 +53,56 @@ Deno.test("stray sweeps of jobs ending together kill exactly their processes", a
       await c.status;
     }
     await killJobProcesses(bystander);
+  }
+});
+
+Deno.test("a sweep from the job's start kills its processes, even one born between passes", async (t) => {
+  const id = `sweep-since-${crypto.randomUUID()}`;
+  const older = `sweep-older-${crypto.randomUUID()}`;
+  const children: Deno.ChildProcess[] = [];
+  const carrying = async (jobId: string) => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const pids = [...findJobProcesses(new Set([jobId])).keys()];
+      if (pids.length) return pids[0];
+      assert.ok(Date.now() < deadline, "the test process did not start");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  try {
+    children.push(spawnWithId(older));
+    const olderPid = await carrying(older);
+    // Start ticks count 10 ms steps: the job starts in a later one.
+    await new Promise((r) => setTimeout(r, 50));
+    children.push(spawnWithId(id));
+    const first = await carrying(id);
+    const since = readStartTicks(first)!;
+    assert.ok(readStartTicks(olderPid)! < since);
+
+    await t.step("the job's process is killed", async () => {
+      const result = await killJobProcesses(id, 1000, { since });
+      assert.deepEqual(result, { killed: [first], gone: true });
+    });
+    await t.step("one started after the previous pass is found too", async () => {
+      children.push(spawnWithId(id));
+      const second = await carrying(id);
+      const result = await killJobProcesses(id, 1000, { since });
+      assert.deepEqual(result, { killed: [second], gone: true });
+    });
+    await t.step("a process older than the job is not the job's and is not read", async () => {
+      const result = await killJobProcesses(older, 1000, { since });
+      assert.deepEqual(result, { killed: [], gone: true });
+      assert.equal(findJobProcesses(new Set([older])).size, 1);
+    });
+  } finally {
+    for (const c of children) {
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await c.status;
+    }
+    await killJobProcesses(older);
   }
 });
