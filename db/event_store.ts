@@ -77,12 +77,7 @@ export class EventStore {
     const store = new EventStore(database, clock, options.shared ?? false);
     store.#nextSeq = await store.#logEnd() + 1;
     if (store.shared) return store;
-    const rows = await database.db.select().from(jobs).where(
-      or(
-        inArray(jobs.status, ["started", "running"]),
-        sql`json_extract(${jobs.process}, '$.alive') = 1`,
-      ),
-    );
+    const rows = await unfinishedJobs(database.db);
     for (const row of rows) store.#active.set(row.job_id, rowToState(row));
     return store;
   }
@@ -315,4 +310,18 @@ class Unit implements UnitOfWork {
       .where(eq(jobs.idempotency_key, key));
     return row ? rowToState(row) : undefined;
   }
+}
+
+/**
+ * The jobs that can still change: not finished, or finished with their process alive. Both
+ * terms are indexed (`jobs_status_seq`, and `jobs_alive` of migration 0008), so the store's
+ * start reads only those rows, whatever the table's size.
+ */
+export function unfinishedJobs(db: Database["db"]) {
+  return db.select().from(jobs).where(
+    or(
+      inArray(jobs.status, ["started", "running"]),
+      sql`json_extract(${jobs.process}, '$.alive') = 1`,
+    ),
+  );
 }

@@ -12,6 +12,7 @@ import {
   text,
   uniqueIndex,
 } from "drizzle-orm/sqlite-core";
+import { sql } from "drizzle-orm";
 
 export const events = sqliteTable("events", {
   seq: integer("seq").primaryKey(),
@@ -68,6 +69,9 @@ export const jobs = sqliteTable("jobs", {
   index("jobs_seq").on(t.submitted_seq),
   index("jobs_parent").on(t.parent_id),
   uniqueIndex("jobs_idempotency_key").on(t.idempotency_key),
+  // Finished jobs whose process is still alive, for the store's start (EventStore.open): without
+  // it the start scanned the whole table, 37 s on a cold 1,000,000-job file.
+  index("jobs_alive").on(sql`json_extract(${t.process}, '$.alive')`),
 ]);
 
 /**

@@ -1,7 +1,7 @@
 /** EventStore on a temp libSQL file: group commit, failure isolation, append-only log. */
 import assert from "node:assert/strict";
 import { openDatabase } from "../db/client.ts";
-import { EventStore } from "../db/event_store.ts";
+import { EventStore, unfinishedJobs } from "../db/event_store.ts";
 import { ConflictError } from "../errors.ts";
 import type { Command } from "../jobs/decide.ts";
 import type { StoredEvent } from "../jobs/events.ts";
@@ -231,4 +231,16 @@ Deno.test("reopening continues the log and reloads the jobs that can still chang
   assert.equal(rows.at(-1)?.type, "process_exited");
   assert.equal((await reopened.load(id(2)))?.status, "completed");
   assert.equal((await reopened.load(id(3)))?.status, "cancelled");
+});
+
+Deno.test("the store's start reads only unfinished jobs, through indexes", async () => {
+  await using t = await openTestStore();
+  const query = unfinishedJobs(t.database.db).toSQL();
+  const plan = await t.database.client.execute({
+    sql: `EXPLAIN QUERY PLAN ${query.sql}`,
+    args: query.params as string[],
+  });
+  const steps = plan.rows.map((r) => String(r.detail));
+  assert.ok(steps.every((s) => !s.startsWith("SCAN")), steps.join("; "));
+  assert.ok(steps.some((s) => s.includes("jobs_alive")), steps.join("; "));
 });
