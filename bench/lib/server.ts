@@ -76,7 +76,7 @@ export type Started = Omit<Server, "url" | "dbPath"> & { ready: RegExpExecArray 
 export async function startProcess(opts: ProcessOptions): Promise<Started> {
   const child = new Deno.Command("deno", {
     // The young generation's cap that `deno task serve` sets (deno.json).
-    args: ["run", "--allow-all", "--frozen", "--v8-flags=--max-semi-space-size=4", opts.script],
+    args: ["run", "--allow-all", "--frozen", "--v8-flags=--max-semi-space-size=2", opts.script],
     cwd: SERVED_REPO,
     env: opts.env,
     clearEnv: opts.clearEnv,
