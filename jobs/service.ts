@@ -17,12 +17,11 @@ import {
   canonicalJson,
   datasetIdentity,
   type DatasetSource,
-  type Reusable,
-  reusableModels,
   sha256Hex,
   specFingerprint,
   trainingSpec,
 } from "../models/spec.ts";
+import { type Reusable, reusableModels } from "../models/reuse.ts";
 import { isTerminal, type JobState } from "./state.ts";
 
 export interface JobDeps {

@@ -7,9 +7,6 @@
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import type { ArtifactStore } from "../artifacts/store.ts";
-import type { Db } from "../db/client.ts";
-import { modelsWithSpec } from "../projections/models.ts";
-import { storeUnavailable } from "./catalog.ts";
 import { MAX_METADATA_BYTES, metadataPathFor, readMetadataTextSync } from "./artifacts.ts";
 
 /** The dataset settings of the server (DATASET_PATH, DATASET_TARGET, DATASET_TASK). */
@@ -207,37 +204,4 @@ export async function recordedFingerprint(modelPath: string): Promise<string | n
   } catch {
     return null;
   }
-}
-
-/** A finished model that can stand in for a new training job. */
-export interface Reusable {
-  /** The model's location in the artifact store: a file path or an s3:// URL. */
-  path: string;
-  fingerprint: string;
-}
-
-/**
- * For each type, the newest recorded model whose spec fingerprint is the one wanted and whose
- * file is in the store with its recorded size (one stat per candidate, newest first). Files
- * the log has no record of are never reused: nothing vouches for their bytes nor their spec.
- */
-export async function reusableModels(
-  deps: { db: Db; artifacts: ArtifactStore },
-  wanted: ReadonlyMap<string, string>,
-): Promise<Map<string, Reusable | null>> {
-  const found = new Map<string, Reusable | null>();
-  for (const [type, fingerprint] of wanted) {
-    let match: Reusable | null = null;
-    for (const row of await modelsWithSpec(deps.db, type, fingerprint)) {
-      const stat = await deps.artifacts.stat(row.name).catch((e) => {
-        throw storeUnavailable(deps.artifacts, e);
-      });
-      if (stat && stat.size === row.size) {
-        match = { path: row.location, fingerprint };
-        break;
-      }
-    }
-    found.set(type, match);
-  }
-  return found;
 }
