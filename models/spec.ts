@@ -6,7 +6,6 @@
  */
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
-import type { ArtifactStore } from "../artifacts/store.ts";
 import { MAX_METADATA_BYTES, metadataPathFor, readMetadataTextSync } from "./artifacts.ts";
 
 /** The dataset settings of the server (DATASET_PATH, DATASET_TARGET, DATASET_TASK). */
