@@ -5,10 +5,9 @@
  * server's utime+stime (all its threads, not its children) by the jobs finished, from the
  * first POST to the last job finished; the split by thread names the supervisor's share.
  */
-import { DatabaseSync } from "node:sqlite";
 import type { BenchContext } from "./lib/context.ts";
 import type { BenchResult } from "./lib/machine.ts";
-import { startServer, waitFor, writeRegistry } from "./lib/server.ts";
+import { startServer, waitDrained, writeRegistry } from "./lib/server.ts";
 
 const JOBS = Number(Deno.env.get("BENCH_CPU_JOBS") ?? 2000);
 const CLIENTS = 16;
@@ -35,12 +34,12 @@ export async function cpu(ctx: BenchContext): Promise<BenchResult> {
   try {
     // Warm-up: the first job loads the supervisor's lazy paths.
     await submit(server.url, 16);
-    await drained(server.dbPath);
+    await waitDrained(server.dbPath, 20);
     before = threadTicks(server.pid);
     const start = performance.now();
     await submit(server.url, JOBS);
     submitted = threadTicks(server.pid);
-    await drained(server.dbPath);
+    await waitDrained(server.dbPath, 20);
     after = threadTicks(server.pid);
     ms = performance.now() - start;
   } finally {
@@ -91,25 +90,6 @@ async function submit(url: string, n: number): Promise<void> {
       if (!res.ok) throw new Error(`POST answered ${res.status}`);
     }
   }));
-}
-
-async function drained(dbPath: string): Promise<void> {
-  const db = new DatabaseSync(dbPath, { readOnly: true });
-  try {
-    await waitFor(
-      "every job to finish",
-      () => {
-        const row = db.prepare(
-          "SELECT count(*) AS n FROM jobs WHERE status IN ('started', 'running')",
-        ).get();
-        return Number(row!.n) === 0 ? true : undefined;
-      },
-      900_000,
-      20,
-    );
-  } finally {
-    db.close();
-  }
 }
 
 const PROCESS = "(process)";

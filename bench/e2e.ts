@@ -7,7 +7,7 @@ import { DatabaseSync } from "node:sqlite";
 import type { BenchContext } from "./lib/context.ts";
 import { fetchLoad, haveWrk, wrkLoad } from "./lib/load.ts";
 import type { BenchResult } from "./lib/machine.ts";
-import { startServer, waitFor, writeRegistry } from "./lib/server.ts";
+import { startServer, waitDrained, writeRegistry } from "./lib/server.ts";
 
 const CONNECTIONS = 32;
 /** BENCH_E2E_SECONDS shortens the submissions: on a loaded machine the drain can take minutes. */
@@ -41,22 +41,7 @@ export async function e2e(ctx: BenchContext): Promise<BenchResult> {
       dir,
     });
     const loadEnd = Date.now();
-    const db = new DatabaseSync(server.dbPath, { readOnly: true });
-    try {
-      await waitFor(
-        "every job to finish",
-        () => {
-          const row = db.prepare(
-            "SELECT count(*) AS n FROM jobs WHERE status IN ('started', 'running')",
-          ).get();
-          return Number(row!.n) === 0 ? true : undefined;
-        },
-        900_000,
-        50,
-      );
-    } finally {
-      db.close();
-    }
+    await waitDrained(server.dbPath, 50);
     drainedAfterMs = Date.now() - loadEnd;
   } finally {
     await server.stop();

@@ -9,7 +9,7 @@
 import type { BenchContext } from "./lib/context.ts";
 import { BIG_JOBS } from "./lib/big_db.ts";
 import { generateDatabase, jobId } from "./lib/gen_db.ts";
-import { haveWrk, type ReadResult, wrkGet } from "./lib/load.ts";
+import { haveWrk, type ReadResult, wrkGet, wrkGetThenStop } from "./lib/load.ts";
 import type { BenchResult, Check } from "./lib/machine.ts";
 import { sampleRss } from "./lib/procfs.ts";
 import { startServer } from "./lib/server.ts";
@@ -69,23 +69,19 @@ export async function growth(ctx: BenchContext): Promise<BenchResult> {
       await server.stop();
     }
     const rss_mb = Math.round(rss.stop().maxRss);
-    const bare = await startServer({ dir, dbPath, env: { STATUS_CACHE_MB: "0" } });
-    let status_uncached: ReadResult;
-    try {
-      status_uncached = await wrkGet({
-        url: bare.url,
+    const status_uncached = await wrkGetThenStop(
+      await startServer({ dir, dbPath, env: { STATUS_CACHE_MB: "0" } }),
+      {
         connections: CONNECTIONS,
         seconds: SECONDS,
         dir,
         paths: point.ids.map((id) => `/train/status/${id}`),
-      });
-      ctx.log(
-        `${jobs} jobs, no status cache: status ${status_uncached.rps.toFixed(0)}/s ` +
-          `p99 ${status_uncached.latencyMs.p99} ms`,
-      );
-    } finally {
-      await bare.stop();
-    }
+      },
+    );
+    ctx.log(
+      `${jobs} jobs, no status cache: status ${status_uncached.rps.toFixed(0)}/s ` +
+        `p99 ${status_uncached.latencyMs.p99} ms`,
+    );
     const { ids: _, ...kept } = point;
     points.push({ ...kept, status_uncached, rss_mb });
   }

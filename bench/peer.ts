@@ -6,7 +6,7 @@
  */
 import type { BenchContext } from "./lib/context.ts";
 import { generateDatabase, jobId } from "./lib/gen_db.ts";
-import { haveWrk, wrkGet, wrkLoad } from "./lib/load.ts";
+import { haveWrk, wrkGet, wrkGetThenStop, wrkLoad } from "./lib/load.ts";
 import type { BenchResult, Check } from "./lib/machine.ts";
 import { ensurePeerPackages, startPeer } from "./lib/peer.ts";
 import { startServer, waitFor, writeRegistry } from "./lib/server.ts";
@@ -131,19 +131,15 @@ export async function peer(ctx: BenchContext): Promise<BenchResult> {
   }
   // The status reads again with no answers kept in memory: what the database read costs.
   ctx.log(`ours: status at ${READ_JOBS} jobs with STATUS_CACHE_MB=0`);
-  const bare = await start("ours", `${dir}/reads.db`, { STATUS_CACHE_MB: "0" });
-  let statusUncached;
-  try {
-    statusUncached = await wrkGet({
-      url: bare.url,
+  const statusUncached = await wrkGetThenStop(
+    await start("ours", `${dir}/reads.db`, { STATUS_CACHE_MB: "0" }),
+    {
       connections: CONNECTIONS,
       seconds: READ_SECONDS,
       dir,
       paths: Array.from({ length: READ_JOBS }, (_, i) => statusPath(jobId(i))),
-    });
-  } finally {
-    await bare.stop();
-  }
+    },
+  );
 
   const ratio = (k: string) => Number(figures[k].ours.rps) / Number(figures[k].peer.rps);
   const check = (k: string, figure: string, target: number): Check => ({

@@ -233,3 +233,15 @@ export async function wrkGet(o: {
     latencyMs: { p50: s.p50_us / 1000, p99: s.p99_us / 1000, max: s.max_us / 1000 },
   };
 }
+
+/** `wrkGet` against `server`, which is stopped afterwards whatever happens. */
+export async function wrkGetThenStop(
+  server: { url: string; stop(): Promise<unknown> },
+  o: Omit<Parameters<typeof wrkGet>[0], "url">,
+): Promise<ReadResult> {
+  try {
+    return await wrkGet({ ...o, url: server.url });
+  } finally {
+    await server.stop();
+  }
+}

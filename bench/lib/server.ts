@@ -3,6 +3,7 @@
  * database and models folder, and finds its address from the `listening on` line; and any
  * other module of the checkout (a remote worker) the same way.
  */
+import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -183,5 +184,28 @@ export async function waitFor<T>(
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Waits until no job of the database at `dbPath` is waiting or running, reading the file
+ * itself (read-only) rather than asking the server, which is busy with the drain.
+ */
+export async function waitDrained(dbPath: string, pollMs: number): Promise<void> {
+  const db = new DatabaseSync(dbPath, { readOnly: true });
+  try {
+    await waitFor(
+      "every job to finish",
+      () => {
+        const row = db.prepare(
+          "SELECT count(*) AS n FROM jobs WHERE status IN ('started', 'running')",
+        ).get();
+        return Number(row!.n) === 0 ? true : undefined;
+      },
+      900_000,
+      pollMs,
+    );
+  } finally {
+    db.close();
   }
 }
