@@ -23,6 +23,7 @@ import { registerMetrics } from "./routes/metrics.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import { openStreamCount } from "./routes/stream_hub.ts";
 import { trainRoutes } from "./routes/train.ts";
+import { ListCache } from "./routes/list_cache.ts";
 import { StatusCache } from "./routes/status_cache.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { webRoutes } from "./web/routes.ts";
@@ -176,6 +177,7 @@ export function createApp(deps: AppDeps): Hono {
     });
   }
   // The status view's log tail, the same in GET /train/status and a stream's `end`.
+  const cacheBytes = deps.statusCacheBytes ?? DEFAULTS.STATUS_CACHE_MB * 1024 * 1024;
   const tail = {
     logTailLines: deps.logTailLines,
     logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
@@ -199,10 +201,9 @@ export function createApp(deps: AppDeps): Hono {
       jobs: deps.jobs,
       ...tail,
       logPageBytes: deps.logPageBytes ?? DEFAULTS.LOG_PAGE_BYTES,
-      statusCache: StatusCache.forStore(
-        deps.store,
-        deps.statusCacheBytes ?? DEFAULTS.STATUS_CACHE_MB * 1024 * 1024,
-      ),
+      statusCache: StatusCache.forStore(deps.store, cacheBytes),
+      // A quarter of the same budget: a few pages asked for again and again.
+      listCache: ListCache.forStore(deps.store, Math.floor(cacheBytes / 4)),
     }),
   );
   app.route("/train", modelRoutes({ jobs: deps.jobs }));

@@ -24,6 +24,7 @@ import {
   TrainingRequest,
 } from "./schemas.ts";
 import { listItem, statusView } from "./views.ts";
+import type { ListCache } from "./list_cache.ts";
 import type { StatusCache } from "./status_cache.ts";
 
 export interface TrainDeps {
@@ -35,6 +36,7 @@ export interface TrainDeps {
   logPageBytes: number;
   /** Finished jobs' status answers (none in hosted mode: other instances write too). */
   statusCache?: StatusCache | null;
+  listCache?: ListCache | null;
 }
 
 const JSON_TYPE = { "content-type": "application/json" };
@@ -88,8 +90,20 @@ export function trainRoutes(deps: TrainDeps): Hono {
 
   app.get("/jobs", trainDocs.list, async (c) => {
     const q = check(ListQuery, c.req.query(), "query");
+    const cache = deps.listCache;
+    // The parsed query: `?limit=05` and `?limit=5` are one page.
+    const key = JSON.stringify(q);
+    const kept = cache?.get(key);
+    if (kept !== undefined) return c.body(kept, 200, JSON_TYPE);
+    const ticket = cache?.ticket();
     const { jobs, total, filtered } = await listJobs(deps.db, q);
-    return c.json({ jobs: jobs.map(listItem), total_count: total, filtered_count: filtered });
+    const json = JSON.stringify({
+      jobs: jobs.map(listItem),
+      total_count: total,
+      filtered_count: filtered,
+    });
+    if (cache && ticket !== undefined) cache.set(ticket, key, json);
+    return c.body(json, 200, JSON_TYPE);
   });
 
   const cancel = async (jobId: string) => {
