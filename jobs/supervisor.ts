@@ -18,13 +18,13 @@ import {
 } from "./process.ts";
 import type { WorkerPort } from "./worker_port.ts";
 import type { FailureReason } from "./events.ts";
-import { type ModelType, PYTHON, type Registry } from "../models/registry.ts";
+import type { Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
-import { acceptArtifact, removeArtifacts } from "../models/artifacts.ts";
-import { launchSpec, recordSpecSync, specEnv, type TrainingSpec } from "../models/spec.ts";
+import type { TrainingSpec } from "../models/spec.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
-import { storeModel } from "../models/store_model.ts";
+import { removeJobFiles, settleModel, settlesWithin, stderrTail } from "./job_end.ts";
 import { type Leader, spawnLeader } from "./spawn.ts";
+import { jobEnv, LaunchPlanner, type Prepared } from "./launch_plan.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -42,14 +42,6 @@ export interface SupervisorOptions {
   /** Where finished models are kept (ARTIFACT_STORE); unset records no stored artifact. */
   artifacts?: ArtifactStore;
   log?: (message: string) => void;
-}
-
-/** A claimed job that can be spawned: its type, command line and training spec. */
-interface Prepared {
-  job: JobState;
-  type: ModelType;
-  command: string[];
-  spec: TrainingSpec;
 }
 
 type StopReason = "cancel" | "timeout" | "shutdown" | "output_failed";
@@ -77,20 +69,20 @@ interface Running {
   finish: () => void;
 }
 
-/** Variables of the server's own environment every job gets. */
-const BASE_ENV = ["PATH", "HOME", "LANG"];
-
 export class Supervisor {
   #running = new Map<string, Running>();
   /** Jobs not yet recorded as ended, including those whose slot was already freed. */
   #ending = new Set<Promise<void>>();
   #launching = 0;
-  #runtimes = new Map<string, { runtime: Runtime; at: number }>();
   #accepting = true;
   #pumping = false;
   #again = false;
 
-  constructor(readonly port: WorkerPort, readonly opts: SupervisorOptions) {}
+  readonly #plan: LaunchPlanner;
+
+  constructor(readonly port: WorkerPort, readonly opts: SupervisorOptions) {
+    this.#plan = new LaunchPlanner(opts);
+  }
 
   /** Starts taking work. */
   start(): void {
@@ -166,7 +158,7 @@ export class Supervisor {
     };
     let ready: Prepared[];
     try {
-      ready = await this.#prepare(jobs, failed);
+      ready = await this.#plan.prepare(jobs, failed);
       // Sync: an async mkdir waited about a millisecond a batch for a thread-pool slot.
       try {
         Deno.mkdirSync(this.opts.modelsDir, { recursive: true });
@@ -203,47 +195,6 @@ export class Supervisor {
     }
   }
 
-  /** The command of each job whose type and runtime are there; the others are failed. */
-  async #prepare(
-    jobs: JobState[],
-    failed: (job: JobState, reason: FailureReason, why: string) => void,
-  ): Promise<Prepared[]> {
-    const names = new Set(jobs.map((j) => j.model_type).filter((t) => this.opts.registry.has(t)));
-    const runtimes = new Map<string, Runtime>();
-    await Promise.all([...names].map(async (t) => runtimes.set(t, await this.#runtime(t))));
-    const ready: Prepared[] = [];
-    for (const job of jobs) {
-      const type = this.opts.registry.get(job.model_type);
-      const runtime = runtimes.get(job.model_type);
-      if (!type || !runtime) {
-        failed(job, "spawn_failed", `model type ${job.model_type} is not registered any more`);
-      } else if (!runtime.runnable || !runtime.program) {
-        failed(job, "runtime_missing", runtime.hint ?? "runtime missing");
-      } else {
-        const command = type.command.map((part) => part === PYTHON ? runtime.program! : part);
-        ready.push({ job, type, command, spec: await launchSpec(job) });
-      }
-    }
-    return ready;
-  }
-
-  /**
-   * A model type's runtime. One check per type in a launch batch, and a runnable one is used
-   * again for RUNTIME_REUSE_MS: across the thread each check is a round trip to the main
-   * thread, which waits while it commits; measured at 7 ms of each job's launch (3,000 no-op
-   * jobs, 16 slots, load 2-3). A runtime that goes missing is noticed a second late at most
-   * (its jobs fail to spawn); a missing one is asked about every time, so an install is seen
-   * at once.
-   */
-  async #runtime(type: string): Promise<Runtime> {
-    const known = this.#runtimes.get(type);
-    if (known && Date.now() - known.at < RUNTIME_REUSE_MS) return known.runtime;
-    const runtime = await this.opts.runtime(type);
-    if (runtime.runnable) this.#runtimes.set(type, { runtime, at: Date.now() });
-    else this.#runtimes.delete(type);
-    return runtime;
-  }
-
   /** Spawns one job and sends its start without waiting; null when it could not spawn. */
   #spawn({ job, type, command, spec }: Prepared): Running | null {
     let leader: Leader;
@@ -251,7 +202,7 @@ export class Supervisor {
     const launchedAt = Date.now();
     try {
       leader = spawnLeader(command, {
-        env: { ...this.#env(job, type.env), ...specEnv(spec) },
+        env: jobEnv(job, type.env, spec, this.opts),
         clearEnv: true,
         stdin: "null",
         stdout: "piped",
@@ -340,14 +291,22 @@ export class Supervisor {
       this.opts.log?.(`job ${job.job_id}: output pipes still open after exit; not waiting`);
     }
     await collector.close();
-    const path = collector.artifact ?? job.artifact_path;
-    const produced = r.stopping || !path ? null : await acceptArtifact(this.opts.modelsDir, path);
-    const artifact = produced && "path" in produced ? produced.path : null;
+    const log = (m: string) => this.opts.log?.(`job ${job.job_id}: ${m}`);
+    const model = await settleModel({
+      modelsDir: this.opts.modelsDir,
+      path: collector.artifact ?? job.artifact_path,
+      stopped: r.stopping !== null,
+      success: status.success,
+      spec: r.spec,
+      holdsLease: () => this.port.holds?.(job.job_id) !== false,
+      artifacts: this.opts.artifacts,
+      workerId: this.opts.workerId,
+      log,
+    });
     const report: ExitReport = {
       exit_code: status.signal ? null : status.code,
       signal: status.signal,
-      artifact,
-      artifact_refused: produced && "refused" in produced ? produced.refused : null,
+      ...model,
       stderr_tail: stderrTail(collector.stderrTail),
       script_failure: collector.scriptFailure,
       stopped_for: r.stopping,
@@ -357,48 +316,18 @@ export class Supervisor {
       timeout_seconds: job.timeout_seconds,
       output_failure: collector.failure,
     };
-    if (!r.stopping && status.success && artifact) {
-      let metadata: Record<string, unknown> | null | undefined;
-      try {
-        metadata = recordSpecSync(artifact, r.spec).metadata;
-      } catch (e) {
-        this.opts.log?.(`job ${job.job_id}: could not record its training spec (${e})`);
-      }
-      if (this.port.holds?.(job.job_id) === false) {
-        // Its lease went to another attempt: storing now could replace that attempt's model.
-        report.upload_failure = "the job's lease was lost before its model was stored";
-      } else if (this.opts.artifacts) {
-        const stored = await storeModel(this.opts.artifacts, artifact, {
-          workerId: this.opts.workerId,
-          metadata,
-          log: (m) => this.opts.log?.(`job ${job.job_id}: ${m}`),
-        });
-        if ("record" in stored) report.artifact_record = stored.record;
-        else report.upload_failure = stored.failure;
-      }
-    }
-    if (r.stopping || !(status.success && artifact) || report.upload_failure) {
-      await this.#removeFiles(r);
+    if (r.stopping || !(status.success && model.artifact) || model.upload_failure) {
+      await removeJobFiles(this.opts.modelsDir, {
+        paths: [job.artifact_path, collector.artifact],
+        pid: child.pid,
+        launchedAt: r.launchedAt,
+      }, log);
     }
     const recorded = this.port.exited(job.job_id, report).catch((e) => {
       this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
     });
     release();
     await recorded;
-  }
-
-  /** Removes what a job that did not complete wrote: its exact files, nothing else. */
-  async #removeFiles(r: Running): Promise<void> {
-    const { job, collector } = r;
-    const log = (m: string) => this.opts.log?.(`job ${job.job_id}: ${m}`);
-    const paths = new Set([job.artifact_path, collector.artifact].filter((p) => p !== null));
-    for (const path of paths) {
-      await removeArtifacts(this.opts.modelsDir, path, {
-        pid: r.child.pid,
-        writtenSince: r.launchedAt,
-        log,
-      }).catch((e) => log(`could not remove its files (${e})`));
-    }
   }
 
   /**
@@ -410,53 +339,6 @@ export class Supervisor {
     this.opts.log?.(`job ${jobId}: ${why}; stopping it`);
     void this.stop(jobId, "output_failed");
   }
-
-  #env(job: JobState, passThrough: string[]): Record<string, string> {
-    const env: Record<string, string> = {};
-    for (const name of [...BASE_ENV, ...passThrough]) {
-      const value = Deno.env.get(name);
-      if (value !== undefined) env[name] = value;
-    }
-    return {
-      ...env,
-      ...this.opts.env,
-      TRAIN_JOB_ID: job.job_id,
-      TRAIN_MODEL_TYPE: job.model_type,
-      TRAIN_ARTIFACT_PATH: job.artifact_path ?? "",
-      TRAIN_OUTPUT_DIR: this.opts.modelsDir,
-      TRAIN_USE_CV: String(job.use_cv),
-      TRAIN_RETRAIN: String(job.retrain),
-      TRAIN_HYPERPARAMETERS: JSON.stringify(job.hyperparameters),
-      PYTHONUNBUFFERED: "1",
-    };
-  }
 }
 
 const PIPE_DRAIN_MS = 2000;
-const RUNTIME_REUSE_MS = 1000;
-
-/** The `error` text keeps the end of stderr: 10 lines at most, 8 KiB at most (its newest). */
-const STDERR_TAIL_LINES = 10;
-const STDERR_TAIL_CHARS = 8 * 1024;
-
-/**
- * The last lines of stderr for a failed job's `error`, bounded: a script's lines can each be
- * 64 KiB, and the error is in every status read and in every child of an `all` job.
- */
-export function stderrTail(lines: readonly string[]): string {
-  const text = lines.slice(-STDERR_TAIL_LINES).join("\n");
-  return text.length <= STDERR_TAIL_CHARS
-    ? text
-    : `… ${text.slice(-STDERR_TAIL_CHARS).toWellFormed()}`;
-}
-
-/** True when `p` settles within `ms`. */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
-  try {
-    return await Promise.race([p.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

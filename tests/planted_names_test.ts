@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadConfig } from "../config.ts";
-import { stderrTail } from "../jobs/supervisor.ts";
+import { stderrTail } from "../jobs/job_end.ts";
 import { listModels, MAX_METADATA_BYTES } from "../models/artifacts.ts";
 import { recordedFingerprint } from "../models/spec.ts";
 import { checkSettings } from "../startup_checks.ts";
