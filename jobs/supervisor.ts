@@ -39,6 +39,12 @@ export interface SupervisorOptions {
    * The remote worker sets TRAINER_WORKER_NAME so that its next run can find what it left.
    */
   env?: Record<string, string>;
+  /**
+   * Jobs claimed ahead while every slot is busy (default 0). Only where a claim owns nothing
+   * durable: the local port's claims are in memory, and a job claimed ahead is still waiting
+   * in the log, so a restart finds it there; a remote lease would expire unheartbeated.
+   */
+  prefetch?: number;
   /** Where finished models are kept (ARTIFACT_STORE); unset records no stored artifact. */
   artifacts?: ArtifactStore;
   log?: (message: string) => void;
@@ -71,6 +77,8 @@ interface Running {
 
 export class Supervisor {
   #running = new Map<string, Running>();
+  /** Jobs claimed ahead of a free slot (`prefetch`), oldest first; still waiting in the log. */
+  #ready: JobState[] = [];
   /** Jobs not yet recorded as ended, including those whose slot was already freed. */
   #ending = new Set<Promise<void>>();
   #launching = 0;
@@ -94,33 +102,38 @@ export class Supervisor {
   }
 
   /**
-   * Fills free slots with waiting jobs. All free slots are claimed at once and spawned
+   * Fills free slots with waiting jobs. All free slots are filled at once and spawned
    * together, and their `started` events are sent in claim order without waiting for each
    * other, so the store commits them in one transaction, in submission order. The next
    * claim does not wait for those commits: each job waits for its own before its exit is
-   * recorded.
+   * recorded. With `prefetch`, that many more jobs are claimed ahead while every slot is
+   * busy, so that a slot that frees starts its next job without a round trip for the claim.
    */
   async pump(): Promise<void> {
     // A wake-up while pumping is remembered: the loop may be past a claim that found nothing.
     this.#again = true;
     if (this.#pumping) return;
     this.#pumping = true;
+    const prefetch = this.opts.prefetch ?? 0;
     try {
-      for (;;) {
+      while (this.#accepting) {
         const free = this.opts.maxConcurrent - this.#running.size - this.#launching;
-        if (!this.#accepting || free <= 0) break;
         this.#again = false;
-        const jobs = await this.port.claim(free);
-        if (jobs.length === 0) {
-          if (this.#again) continue;
-          break;
+        if (free > 0 && this.#ready.length > 0) {
+          const jobs = this.#ready.splice(0, free);
+          this.#launching += jobs.length;
+          try {
+            await this.#launch(jobs);
+          } finally {
+            this.#launching -= jobs.length;
+          }
+          continue;
         }
-        this.#launching += jobs.length;
-        try {
-          await this.#launch(jobs);
-        } finally {
-          this.#launching -= jobs.length;
-        }
+        const want = Math.max(free, 0) + prefetch - this.#ready.length;
+        if (want <= 0) break;
+        const claimed = await this.port.claim(want);
+        this.#ready.push(...claimed);
+        if (claimed.length === 0 && !this.#again) break;
       }
     } finally {
       this.#pumping = false;
@@ -129,6 +142,9 @@ export class Supervisor {
 
   /** Stops a running job's process group; the job's events record what happened. */
   stop(jobId: string, reason: StopReason): Promise<void> {
+    // A job claimed ahead and cancelled before its slot came: it is not started at all.
+    const ahead = this.#ready.findIndex((j) => j.job_id === jobId);
+    if (ahead >= 0) this.#ready.splice(ahead, 1);
     const r = this.#running.get(jobId);
     if (!r) return Promise.resolve();
     if (!r.stopping) {
