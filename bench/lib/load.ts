@@ -200,7 +200,10 @@ export async function wrkGet(o: {
   seconds: number;
   dir: string;
   threads?: number;
+  /** Seconds of the same load first, not measured (JIT, caches, the page cache). */
+  warmupSeconds?: number;
 }): Promise<ReadResult> {
+  if (o.warmupSeconds) await wrkGet({ ...o, seconds: o.warmupSeconds, warmupSeconds: 0 });
   const script = `${o.dir}/get.lua`;
   const pathsFile = `${o.dir}/get-paths.txt`;
   const summaryFile = `${o.dir}/get-summary.json`;
