@@ -229,6 +229,7 @@ export class EventStore {
       ...extra,
     ];
     await this.database.client.batch(statements, "write");
+    this.database.committed();
   }
 
   /** Allocates the next global sequence number (the writer is the only one). */

@@ -1,0 +1,53 @@
+/**
+ * The server's database checkpoints its WAL on a thread of its own: commits are durable as
+ * before, the pages reach the database file without a checkpoint in the writer's commit, and
+ * what was written reads back after a reopen.
+ */
+import assert from "node:assert/strict";
+import { openDatabase } from "../db/client.ts";
+import { WRITER_AUTOCHECKPOINT_PAGES } from "../db/checkpointer.ts";
+import { pollUntil, tempDir } from "./helpers/app.ts";
+
+const ROW = "x".repeat(256 * 1024);
+
+Deno.test("the checkpoint thread copies committed pages into the database file", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/t.db`;
+  const database = await openDatabase(`file:${path}`, undefined, { checkpointThread: true });
+  try {
+    const auto = await database.client.execute("PRAGMA wal_autocheckpoint");
+    assert.equal(Number(Object.values(auto.rows[0])[0]), WRITER_AUTOCHECKPOINT_PAGES);
+    await database.client.execute("CREATE TABLE big (n INTEGER PRIMARY KEY, text TEXT)");
+    const before = (await Deno.stat(path)).size;
+    for (let n = 1; n <= 8; n++) {
+      await database.client.batch([{ sql: "INSERT INTO big VALUES (?, ?)", args: [n, ROW] }]);
+      database.committed();
+    }
+    // Far below the writer's bound: only the thread can have copied them.
+    await pollUntil(
+      async () => (await Deno.stat(path)).size >= before + 8 * ROW.length,
+      "the rows to reach the database file",
+    );
+  } finally {
+    await database.close();
+  }
+  const again = await openDatabase(`file:${path}`);
+  try {
+    const rs = await again.client.execute("SELECT count(*) AS n, sum(length(text)) AS b FROM big");
+    assert.deepEqual([Number(rs.rows[0].n), Number(rs.rows[0].b)], [8, 8 * ROW.length]);
+  } finally {
+    await again.close();
+  }
+});
+
+Deno.test("a database opened without the thread keeps SQLite's checkpoint", async () => {
+  await using dir = await tempDir();
+  const database = await openDatabase(`file:${dir.path}/t.db`);
+  try {
+    const auto = await database.client.execute("PRAGMA wal_autocheckpoint");
+    assert.equal(Number(Object.values(auto.rows[0])[0]), 1000);
+    database.committed();
+  } finally {
+    await database.close();
+  }
+});
