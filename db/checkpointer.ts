@@ -6,10 +6,14 @@
  * about 300 ms of the main thread's 700, every event behind it waiting.
  *
  * Here the writer's autocheckpoint is raised to a bound, and a thread of its own runs a
- * PASSIVE checkpoint after commits. It never waits for a lock and never blocks the writer;
- * if it falls behind, the WAL grows until the writer's own autocheckpoint takes over at the
- * bound, as before. Durability is unchanged: a commit is durable once its WAL frames are
- * synced (`synchronous = FULL`), whoever copies them later.
+ * PASSIVE checkpoint each time about as much was written as SQLite's default would wait for.
+ * It never waits for a lock and never blocks the writer; if it falls behind, the WAL grows
+ * until the writer's own autocheckpoint takes over at the bound, as before. Durability is
+ * unchanged: a commit is durable once its WAL frames are synced (`synchronous = FULL`),
+ * whoever copies them later.
+ *
+ * The thread starts with the first checkpoint and ends after a while without one: an isolate
+ * costs some 8 MB of RSS, which a server that only serves reads should not pay.
  */
 
 /**
@@ -17,16 +21,65 @@
  * pages): the WAL cannot grow without limit when the checkpoint thread falls behind.
  */
 export const WRITER_AUTOCHECKPOINT_PAGES = 16384;
+/** Written bytes between two checkpoints: SQLite's default cadence, 1000 pages of 4 KiB. */
+const CHECKPOINT_BYTES = 4 * 1024 * 1024;
+/**
+ * What a commit adds to the WAL besides its payload: the pages it touches (an events leaf and
+ * its index, the job's row and its indexes), whole, however little changed on them.
+ */
+const COMMIT_BYTES = 8 * 4096;
+/** The thread ends after this long without a checkpoint. */
+const IDLE_MS = 30_000;
 
 export interface Checkpointer {
-  /** Asks for a checkpoint soon; pokes while one runs make one more after it. */
-  poke(): void;
-  /** Ends the thread after its current checkpoint, closing its connection. */
+  /** Counts a commit of about `bytes` of payload; checkpoints once enough was written. */
+  committed(bytes: number): void;
+  /** Ends the thread, if it runs, after its current checkpoint. */
   stop(): Promise<void>;
 }
 
-/** Starts the checkpoint thread of the database file at `path`. */
-export function startCheckpointer(path: string): Checkpointer {
+/** The checkpointer of the database file at `path`; its thread starts when first needed. */
+export function checkpointer(path: string): Checkpointer {
+  let written = 0;
+  let thread: CheckpointThread | null = null;
+  let idle: ReturnType<typeof setTimeout> | null = null;
+  let stopped = false;
+  const stopThread = () => {
+    const t = thread;
+    thread = null;
+    return t ? t.stop() : Promise.resolve();
+  };
+  return {
+    committed(bytes) {
+      written += bytes + COMMIT_BYTES;
+      if (written < CHECKPOINT_BYTES || stopped) return;
+      written = 0;
+      thread ??= checkpointThread(path);
+      thread.poke();
+      if (idle !== null) clearTimeout(idle);
+      const timer = setTimeout(() => {
+        idle = null;
+        void stopThread();
+      }, IDLE_MS);
+      // The idle timer must not keep a process alive that has nothing else to do.
+      Deno.unrefTimer(timer);
+      idle = timer;
+    },
+    stop() {
+      stopped = true;
+      if (idle !== null) clearTimeout(idle);
+      return stopThread();
+    },
+  };
+}
+
+interface CheckpointThread {
+  /** Asks for a checkpoint; pokes while one runs make one more after it. */
+  poke(): void;
+  stop(): Promise<void>;
+}
+
+function checkpointThread(path: string): CheckpointThread {
   const worker = new Worker(new URL("./checkpoint_thread.ts", import.meta.url), {
     type: "module",
     name: "checkpoint",
@@ -34,25 +87,25 @@ export function startCheckpointer(path: string): Checkpointer {
   let running = false;
   let again = false;
   let closed: (() => void) | null = null;
-  worker.addEventListener("message", (event: MessageEvent<string>) => {
-    if (event.data === "idle") {
-      running = false;
-      if (again) send();
-    } else if (event.data === "closed") {
-      worker.terminate();
-      closed?.();
-    }
-  });
+  let stopping: Promise<void> | null = null;
   const send = () => {
     again = false;
     running = true;
     worker.postMessage({ poke: true });
   };
+  worker.addEventListener("message", (event: MessageEvent<string>) => {
+    if (event.data === "idle") {
+      running = false;
+      if (again && !stopping) send();
+    } else if (event.data === "closed") {
+      worker.terminate();
+      closed?.();
+    }
+  });
   worker.postMessage({ open: path });
-  let stopping: Promise<void> | null = null;
   return {
     poke() {
-      // One message per checkpoint, however many commits came meanwhile.
+      // One message per checkpoint, however many pokes came meanwhile.
       if (stopping) return;
       if (running) again = true;
       else send();

@@ -6,7 +6,7 @@ import { migrate } from "drizzle-orm/libsql/migrator";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { attachReader } from "./reader.ts";
-import { startCheckpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./checkpointer.ts";
+import { type Checkpointer, checkpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./checkpointer.ts";
 import * as schema from "./schema.ts";
 
 // `$client` lets the hot read paths run raw statements on the same connection.
@@ -15,8 +15,8 @@ export type Db = LibSQLDatabase<typeof schema> & { $client: Client };
 export interface Database {
   client: Client;
   db: Db;
-  /** Tells the database a write committed (the checkpoint thread, when there is one, runs). */
-  committed(): void;
+  /** Tells the database a write of about `bytes` of payload committed (see checkpointer.ts). */
+  committed(bytes: number): void;
   /** Closes it; resolves once the checkpoint thread, if any, has closed its connection. */
   close(): Promise<void>;
 }
@@ -63,20 +63,20 @@ export async function openDatabase(
   const path = url.startsWith("file:") ? url.slice("file:".length) : "";
   const file = path !== "" && path !== ":memory:";
   const detach = file ? attachReader(client, path) : () => {};
-  let checkpointer = null;
+  let checkpoints: Checkpointer | null = null;
   if (file && options.checkpointThread) {
     // Reaches the connection the store writes on: the client's calls are synchronous, so its
     // pool hands that one out again unless calls overlap. A second connection keeps the
     // default and checkpoints in its own commits, which is only slower.
     await client.execute(`PRAGMA wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
-    checkpointer = startCheckpointer(path);
+    checkpoints = checkpointer(path);
   }
   return {
     client,
     db,
-    committed: () => checkpointer?.poke(),
+    committed: (bytes) => checkpoints?.committed(bytes),
     close: () => {
-      const stopped = checkpointer?.stop();
+      const stopped = checkpoints?.stop();
       detach();
       client.close();
       return stopped ?? Promise.resolve();
