@@ -39,7 +39,10 @@ export interface Checkpointer {
 }
 
 /** The checkpointer of the database file at `path`; its thread starts when first needed. */
-export function checkpointer(path: string): Checkpointer {
+export function checkpointer(
+  path: string,
+  onError: (message: string) => void = (m) => console.error(`[trainer] ${m}`),
+): Checkpointer {
   let written = 0;
   let thread: CheckpointThread | null = null;
   let idle: ReturnType<typeof setTimeout> | null = null;
@@ -54,7 +57,15 @@ export function checkpointer(path: string): Checkpointer {
       written += bytes + COMMIT_BYTES;
       if (written < CHECKPOINT_BYTES || stopped) return;
       written = 0;
-      thread ??= checkpointThread(path);
+      if (thread === null) {
+        const started = checkpointThread(path, (message) => {
+          // A thread that died is replaced at the next checkpoint; until then the writer's
+          // own bound applies.
+          if (thread === started) thread = null;
+          onError(`the WAL checkpoint thread failed: ${message}`);
+        });
+        thread = started;
+      }
       thread.poke();
       if (idle !== null) clearTimeout(idle);
       const timer = setTimeout(() => {
@@ -79,7 +90,7 @@ interface CheckpointThread {
   stop(): Promise<void>;
 }
 
-function checkpointThread(path: string): CheckpointThread {
+function checkpointThread(path: string, died: (message: string) => void): CheckpointThread {
   const worker = new Worker(new URL("./checkpoint_thread.ts", import.meta.url), {
     type: "module",
     name: "checkpoint",
@@ -93,14 +104,25 @@ function checkpointThread(path: string): CheckpointThread {
     running = true;
     worker.postMessage({ poke: true });
   };
-  worker.addEventListener("message", (event: MessageEvent<string>) => {
-    if (event.data === "idle") {
+  const fail = (message: string) => {
+    worker.terminate();
+    closed?.();
+    died(message);
+  };
+  worker.addEventListener("message", (event: MessageEvent<string | { failed: string }>) => {
+    if (typeof event.data === "object") fail(event.data.failed);
+    else if (event.data === "idle") {
       running = false;
       if (again && !stopping) send();
     } else if (event.data === "closed") {
       worker.terminate();
       closed?.();
     }
+  });
+  worker.addEventListener("error", (event) => {
+    // Unhandled, a worker's error would end the server.
+    event.preventDefault();
+    fail(event.message);
   });
   worker.postMessage({ open: path });
   return {

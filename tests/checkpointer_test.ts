@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { openDatabase } from "../db/client.ts";
-import { WRITER_AUTOCHECKPOINT_PAGES } from "../db/checkpointer.ts";
+import { checkpointer, WRITER_AUTOCHECKPOINT_PAGES } from "../db/checkpointer.ts";
 import { pollUntil, tempDir } from "./helpers/app.ts";
 
 const ROW = "x".repeat(256 * 1024);
@@ -52,4 +52,18 @@ Deno.test("a database opened without the thread keeps SQLite's checkpoint", asyn
   } finally {
     await database.close();
   }
+});
+
+Deno.test("a checkpoint thread that fails is reported, and the process goes on", async () => {
+  await using dir = await tempDir();
+  const errors: string[] = [];
+  // A folder that does not exist: the thread cannot open the file.
+  const checkpoints = checkpointer(`${dir.path}/missing/t.db`, (m) => errors.push(m));
+  checkpoints.committed(64 * 1024 * 1024);
+  await pollUntil(() => errors.length > 0, "the failure to be reported");
+  assert.match(errors[0], /checkpoint thread failed/);
+  // The next checkpoint starts a new thread, which fails the same way.
+  checkpoints.committed(64 * 1024 * 1024);
+  await pollUntil(() => errors.length > 1, "the second failure to be reported");
+  await checkpoints.stop();
 });
