@@ -58,7 +58,9 @@ const artifacts = config.ARTIFACT_STORE
     }
   })
   : new FolderStore(modelsDir);
-const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN)
+const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN, {
+  checkpointThread: true,
+})
   .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${rootCause(e)}`));
 const store = await EventStore.open(database, systemClock, { shared: remote });
 const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
@@ -183,7 +185,7 @@ async function shutdown(signal: string): Promise<void> {
   if (supervisorThread) await stopSupervisor(supervisorThread);
   await store.flush();
   await server.shutdown();
-  database.close();
+  await database.close();
   artifacts.close();
   databaseLock?.close();
   log("stopped");

@@ -6,6 +6,7 @@ import { migrate } from "drizzle-orm/libsql/migrator";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { attachReader } from "./reader.ts";
+import { type Checkpointer, checkpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./checkpointer.ts";
 import * as schema from "./schema.ts";
 
 // `$client` lets the hot read paths run raw statements on the same connection.
@@ -14,7 +15,19 @@ export type Db = LibSQLDatabase<typeof schema> & { $client: Client };
 export interface Database {
   client: Client;
   db: Db;
-  close(): void;
+  /** Tells the database a write of about `bytes` of payload committed (see checkpointer.ts). */
+  committed(bytes: number): void;
+  /** Closes it; resolves once the checkpoint thread, if any, has closed its connection. */
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /**
+   * Checkpoints the WAL on a thread of its own (db/checkpointer.ts) instead of in the commit
+   * that fills it. For the server's one long-lived database; tests and tools that open a file
+   * briefly keep SQLite's default.
+   */
+  checkpointThread?: boolean;
 }
 
 /** How long a write waits for another connection's (or process's) write lock. */
@@ -22,7 +35,11 @@ const BUSY_TIMEOUT_MS = 5000;
 const MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
 
 /** Opens `url`, creating a local file's folder, and brings the schema up to date. */
-export async function openDatabase(url: string, authToken?: string): Promise<Database> {
+export async function openDatabase(
+  url: string,
+  authToken?: string,
+  options: OpenOptions = {},
+): Promise<Database> {
   if (url.startsWith("file:")) {
     const path = url.slice("file:".length);
     if (path && path !== ":memory:") await Deno.mkdir(dirname(path), { recursive: true });
@@ -44,13 +61,25 @@ export async function openDatabase(url: string, authToken?: string): Promise<Dat
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: MIGRATIONS });
   const path = url.startsWith("file:") ? url.slice("file:".length) : "";
-  const detach = path && path !== ":memory:" ? attachReader(client, path) : () => {};
+  const file = path !== "" && path !== ":memory:";
+  const detach = file ? attachReader(client, path) : () => {};
+  let checkpoints: Checkpointer | null = null;
+  if (file && options.checkpointThread) {
+    // Reaches the connection the store writes on: the client's calls are synchronous, so its
+    // pool hands that one out again unless calls overlap. A second connection keeps the
+    // default and checkpoints in its own commits, which is only slower.
+    await client.execute(`PRAGMA wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
+    checkpoints = checkpointer(path);
+  }
   return {
     client,
     db,
+    committed: (bytes) => checkpoints?.committed(bytes),
     close: () => {
+      const stopped = checkpoints?.stop();
       detach();
       client.close();
+      return stopped ?? Promise.resolve();
     },
   };
 }

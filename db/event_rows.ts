@@ -26,3 +26,16 @@ export function decodeLogLines(
   const parsed = JSON.parse(data);
   return logText === null ? parsed : { stream: parsed.stream, lines: logText.split("\n") };
 }
+
+/** About what `events` add to their rows, in bytes: their log text, and a little each. */
+export function payloadBytes(events: readonly { event: JobEvent }[]): number {
+  let bytes = 0;
+  for (const { event } of events) {
+    bytes += 128;
+    if (event.type !== "log") continue;
+    const d = event.data;
+    if ("text" in d) bytes += d.text.length;
+    else for (const line of d.lines) bytes += line.length + 1;
+  }
+  return bytes;
+}

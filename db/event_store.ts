@@ -22,6 +22,7 @@ import { JobEvent, type StoredEvent } from "../jobs/events.ts";
 import { deriveParent, evolve, isTerminal, type JobState } from "../jobs/state.ts";
 import type { Clock } from "./clock.ts";
 import type { Database } from "./client.ts";
+import { payloadBytes } from "./event_rows.ts";
 import { decodeJob, insertEvents, LOAD_JOB_SQL, upsertJobs } from "./job_sql.ts";
 import { rowToState } from "./rows.ts";
 import { events, jobs } from "./schema.ts";
@@ -229,6 +230,7 @@ export class EventStore {
       ...extra,
     ];
     await this.database.client.batch(statements, "write");
+    this.database.committed(payloadBytes(appended));
   }
 
   /** Allocates the next global sequence number (the writer is the only one). */

@@ -3,8 +3,8 @@
  * of their stream, so lines stay in order within their stream (the order between stdout and
  * stderr is not defined: they are read concurrently). A log event is built as a list of
  * pieces (single lines, or runs of lines already joined by "\n") and joined into one text
- * when it is taken: no per-line array crosses the thread or reaches the store. Progress and metrics messages are queued
- * in order as they come, up to MAX_STATE_EVENTS of each between two writes; past that the
+ * when it is full or taken: no per-line array crosses the thread or reaches the store.
+ * Progress and metrics messages are queued in order as they come, up to MAX_STATE_EVENTS of each between two writes; past that the
  * newest unsent progress is replaced and unsent metrics are merged, which changes nothing in
  * the job's state: both only ever set its current values. Batches are taken off the front,
  * bounded in bytes and in events.
@@ -65,7 +65,10 @@ export class OutputQueue {
       open.bytes += bytes;
       this.#bytes += bytes;
     } else {
-      // The event is filled in by take(); until then only its pieces grow.
+      // A full event takes no more lines: its text is joined now, while the reader waits on
+      // the pipe, rather than in take(), which runs while the store waits for the batch.
+      if (open?.log) close(open);
+      // The event is filled in when it is closed; until then only its pieces grow.
       const event: OutputEvent = { type: "log", data: { stream, text: "", count } };
       const item = this.push(event, bytes);
       item.log = { stream, pieces: [text], count };
@@ -114,10 +117,7 @@ export class OutputQueue {
     while (this.#head < this.#items.length && bytes < maxBytes && batch.length < maxEvents) {
       const item = this.#items[this.#head]!;
       this.#items[this.#head++] = undefined;
-      if (item.log) {
-        const { stream, pieces, count } = item.log;
-        item.event = { type: "log", data: { stream, text: pieces.join("\n"), count } };
-      }
+      if (item.log) close(item);
       batch.push(item.event);
       bytes += item.bytes;
     }
@@ -143,4 +143,11 @@ export class OutputQueue {
     this.#open = { stdout: null, stderr: null };
     this.#state = { progress: { count: 0, last: null }, metrics: { count: 0, last: null } };
   }
+}
+
+/** Joins an open log event's pieces into its text; it takes no more lines. */
+function close(item: Item): void {
+  const { stream, pieces, count } = item.log!;
+  item.event = { type: "log", data: { stream, text: pieces.join("\n"), count } };
+  item.log = undefined;
 }
