@@ -4,10 +4,10 @@
  * stderr is not defined: they are read concurrently). A log event is built as a list of
  * pieces (single lines, or runs of lines already joined by "\n") and joined into one text
  * when it is full or taken: no per-line array crosses the thread or reaches the store.
- * Progress and metrics messages are queued in order as they come, up to MAX_STATE_EVENTS of each between two writes; past that the
- * newest unsent progress is replaced and unsent metrics are merged, which changes nothing in
- * the job's state: both only ever set its current values. Batches are taken off the front,
- * bounded in bytes and in events.
+ * Progress and metrics messages are queued in order as they come, up to MAX_STATE_EVENTS of
+ * each between two writes; past that the newest unsent progress is replaced and unsent
+ * metrics are merged, which changes nothing in the job's state: both only ever set its current
+ * values. Batches are taken off the front, bounded in bytes and in events.
  */
 import type { OutputEvent } from "./decide.ts";
 
