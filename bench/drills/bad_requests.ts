@@ -72,7 +72,10 @@ export const FAMILIES: Record<string, (r: Rand, existing: string) => BadRequest>
       { length: 1 + Math.floor(r() * 300) },
       () => Math.floor(r() * 256),
     );
-    if (validJson(new TextDecoder().decode(body))) body[0] = 0x7b; // "{" alone is never valid
+    // Valid JSON, or only whitespace (an empty body: the defaults), is not bad input; "{" in
+    // front is never valid.
+    const text = new TextDecoder().decode(body);
+    if (validJson(text) || text.trim() === "") body[0] = 0x7b;
     return {
       family: "garbage-body",
       label: `${body.length} random bytes`,
