@@ -60,6 +60,8 @@ const artifacts = config.ARTIFACT_STORE
   : new FolderStore(modelsDir);
 const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TOKEN, {
   checkpointThread: true,
+  // The only writer (local mode holds the database's lock): commits leave the main thread.
+  writerThread: !remote,
 })
   .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${rootCause(e)}`));
 const store = await EventStore.open(database, systemClock, { shared: remote });

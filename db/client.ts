@@ -1,5 +1,5 @@
 /** Opens the libSQL database (embedded file or remote server) and applies migrations. */
-import { type Client, createClient } from "@libsql/client";
+import { type Client, createClient, type InStatement } from "@libsql/client";
 import { createClient as createRemoteClient } from "@libsql/client/web";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { attachReader } from "./reader.ts";
 import { type Checkpointer, checkpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./checkpointer.ts";
 import * as schema from "./schema.ts";
+import { ThreadWriter } from "./writer.ts";
 
 // `$client` lets the hot read paths run raw statements on the same connection.
 export type Db = LibSQLDatabase<typeof schema> & { $client: Client };
@@ -15,9 +16,14 @@ export type Db = LibSQLDatabase<typeof schema> & { $client: Client };
 export interface Database {
   client: Client;
   db: Db;
+  /**
+   * Runs `statements` as one write transaction; resolves once it is committed (durable).
+   * The event store's commits go through here: on the writer thread when there is one.
+   */
+  write(statements: InStatement[]): Promise<void>;
   /** Tells the database a write of about `bytes` of payload committed (see checkpointer.ts). */
   committed(bytes: number): void;
-  /** Closes it; resolves once the checkpoint thread, if any, has closed its connection. */
+  /** Closes it; resolves once the writer and checkpoint threads, if any, have closed. */
   close(): Promise<void>;
 }
 
@@ -28,6 +34,12 @@ export interface OpenOptions {
    * briefly keep SQLite's default.
    */
   checkpointThread?: boolean;
+  /**
+   * Commits on a thread of its own (db/writer.ts), so that a commit's fsync does not hold the
+   * main thread. For the server's database when it is the only writer (WORKERS=local); a
+   * shared store's other writes (leases) stay on the main thread's connection.
+   */
+  writerThread?: boolean;
 }
 
 /** How long a write waits for another connection's (or process's) write lock. */
@@ -64,22 +76,33 @@ export async function openDatabase(
   const file = path !== "" && path !== ":memory:";
   const detach = file ? attachReader(client, path) : () => {};
   let checkpoints: Checkpointer | null = null;
+  let autocheckpointPages = 1000;
   if (file && options.checkpointThread) {
-    // Reaches the connection the store writes on: the client's calls are synchronous, so its
-    // pool hands that one out again unless calls overlap. A second connection keeps the
-    // default and checkpoints in its own commits, which is only slower.
-    await client.execute(`PRAGMA wal_autocheckpoint = ${WRITER_AUTOCHECKPOINT_PAGES}`);
+    // Reaches the connection the store writes on: the writer thread's (below), or else the
+    // client's, whose calls are synchronous, so its pool hands that one out again unless calls
+    // overlap. A second connection keeps the default and checkpoints in its own commits,
+    // which is only slower.
+    autocheckpointPages = WRITER_AUTOCHECKPOINT_PAGES;
+    await client.execute(`PRAGMA wal_autocheckpoint = ${autocheckpointPages}`);
     checkpoints = checkpointer(path);
   }
+  const writer = file && options.writerThread
+    ? new ThreadWriter(path, { busyTimeoutMs: BUSY_TIMEOUT_MS, autocheckpointPages })
+    : null;
   return {
     client,
     db,
+    write: writer
+      ? (statements) => writer.write(statements)
+      : async (statements) => void await client.batch(statements, "write"),
     committed: (bytes) => checkpoints?.committed(bytes),
-    close: () => {
+    close: async () => {
+      // After the batches already sent: the store flushes before it closes the database.
+      await writer?.close();
       const stopped = checkpoints?.stop();
       detach();
       client.close();
-      return stopped ?? Promise.resolve();
+      await stopped;
     },
   };
 }

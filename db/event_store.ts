@@ -229,7 +229,7 @@ export class EventStore {
       ...modelStatements(appended, (id) => staged.get(id)),
       ...extra,
     ];
-    await this.database.client.batch(statements, "write");
+    await this.database.write(statements);
     this.database.committed(payloadBytes(appended));
   }
 

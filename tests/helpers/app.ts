@@ -9,7 +9,7 @@ import type { Hono } from "hono";
 import { basename, join } from "node:path";
 import { createApp } from "../../app.ts";
 import { type Clock, randomId, systemClock } from "../../db/clock.ts";
-import { type Database, openDatabase } from "../../db/client.ts";
+import { type Database, openDatabase, type OpenOptions } from "../../db/client.ts";
 import { EventStore } from "../../db/event_store.ts";
 import type { JobDeps } from "../../jobs/service.ts";
 import { Supervisor } from "../../jobs/supervisor.ts";
@@ -77,11 +77,11 @@ export async function testJobDeps(
 
 export async function openTestStore(
   clock: Clock = systemClock,
-  opts: { shared?: boolean; seed?: (path: string) => Promise<void> } = {},
+  opts: { shared?: boolean; seed?: (path: string) => Promise<void>; open?: OpenOptions } = {},
 ): Promise<TestStore> {
   const dir = await tempDir();
   await opts.seed?.(join(dir.path, "trainer.db"));
-  const database = await openDatabase(`file:${join(dir.path, "trainer.db")}`);
+  const database = await openDatabase(`file:${join(dir.path, "trainer.db")}`, undefined, opts.open);
   const store = await EventStore.open(database, clock, opts);
   return {
     dir: dir.path,
@@ -89,7 +89,7 @@ export async function openTestStore(
     store,
     async [Symbol.asyncDispose]() {
       await store.flush();
-      database.close();
+      await database.close();
       await dir[Symbol.asyncDispose]();
     },
   };

@@ -1,0 +1,72 @@
+/**
+ * The writer thread (db/writer.ts): the event store's commits run on a thread of their own,
+ * on a real libSQL file. Commits are visible to the main thread's reads as soon as a unit
+ * resolves; a batch that fails is rolled back whole and its error reaches the store with its
+ * words (a duplicate job is a ConflictError); values the native binding cannot take are
+ * converted; closing ends the thread and later writes are refused.
+ */
+import assert from "node:assert/strict";
+import { submitJob } from "../jobs/service.ts";
+import { ConflictError } from "../errors.ts";
+import { openTestStore, testJobDeps } from "./helpers/app.ts";
+
+const SUBMIT = { model_type: "quick", retrain: true, use_cv: false, hyperparameters: null };
+
+Deno.test("the store commits on the writer thread", async (t) => {
+  await using base = await openTestStore(undefined, { open: { writerThread: true } });
+  const { dir, store, database } = base;
+  const deps = await testJobDeps(store, dir, { quick: { command: ["true"] } });
+
+  await t.step("a submission is in the database once it resolves", async () => {
+    const { job } = await submitJob(deps, SUBMIT, { typeStatus: 404 });
+    const rs = await database.client.execute({
+      sql: "SELECT status, (SELECT count(*) FROM events WHERE job_id = ?) AS n FROM jobs " +
+        "WHERE job_id = ?",
+      args: [job.job_id, job.job_id],
+    });
+    assert.equal(rs.rows[0]?.status, "started");
+    assert.equal(rs.rows[0]?.n, 1);
+  });
+
+  await t.step("a failing unit is rolled back alone, with the database's words", async () => {
+    const fixed = { ...deps, newId: () => "writer-thread-dup" };
+    await submitJob(fixed, SUBMIT, { typeStatus: 404 });
+    await assert.rejects(submitJob(fixed, SUBMIT, { typeStatus: 404 }), ConflictError);
+    const rs = await database.client.execute({
+      sql: "SELECT count(*) AS n FROM events WHERE job_id = ?",
+      args: ["writer-thread-dup"],
+    });
+    assert.equal(rs.rows[0]?.n, 1, "the first submission's event alone");
+    const after = await submitJob(deps, SUBMIT, { typeStatus: 404 });
+    assert.equal((await store.load(after.job.job_id))?.status, "started", "the store goes on");
+  });
+
+  await t.step("booleans and dates are bound as the libSQL client binds them", async () => {
+    await database.write(["CREATE TABLE writer_values (a, b)"]);
+    await database.write([{
+      sql: "INSERT INTO writer_values (a, b) VALUES (?, ?), (?, ?)",
+      args: [true, new Date(5), false, null],
+    }]);
+    const rs = await database.client.execute("SELECT a, b FROM writer_values ORDER BY rowid");
+    assert.deepEqual(rs.rows.map((r) => [r.a, r.b]), [[1, 5], [0, null]]);
+  });
+
+  await t.step("a statement that fails rolls back the statements before it", async () => {
+    await assert.rejects(
+      database.write([
+        { sql: "INSERT INTO writer_values (a) VALUES (?)", args: [7] },
+        "INSERT INTO no_such_table VALUES (1)",
+      ]),
+      /no such table: no_such_table/,
+    );
+    const rs = await database.client.execute("SELECT count(*) AS n FROM writer_values");
+    assert.equal(rs.rows[0]?.n, 2);
+  });
+});
+
+Deno.test("closing ends the writer thread; a later write is refused", async () => {
+  await using base = await openTestStore(undefined, { open: { writerThread: true } });
+  await base.database.write(["CREATE TABLE closing (a)"]);
+  await base.database.close();
+  await assert.rejects(base.database.write(["INSERT INTO closing VALUES (1)"]), /closed/);
+});
