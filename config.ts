@@ -22,6 +22,7 @@ const ConfigSchema = z.object({
   MODEL_REGISTRY: z.string().min(1).optional(),
   MAX_CONCURRENT_JOBS: int(1, 256).default(2),
   CANCEL_GRACE_SECONDS: z.coerce.number().min(0).max(600).default(5),
+  JOB_NICE: int(0, 19).default(10),
   JOB_TIMEOUT_SECONDS: int(1, 7 * 24 * 3600).default(3600),
   API_TOKEN: z.string().min(1).optional(),
   METRICS_TOKEN: z.string().min(1).optional(),

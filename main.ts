@@ -170,6 +170,7 @@ if (supervisorThread) {
     modelsDir,
     maxConcurrent: config.MAX_CONCURRENT_JOBS,
     graceSeconds: config.CANCEL_GRACE_SECONDS,
+    nice: config.JOB_NICE,
     workerId: `local-${Deno.hostname()}-${Deno.pid}`,
   };
   supervisorThread.postMessage({ init: threadOptions });

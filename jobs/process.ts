@@ -2,6 +2,7 @@
  * Linux process-group helpers: signal a group, tell whether it lives, find strays (and a
  * remote worker's leftovers) by environment.
  */
+import { setPriority } from "node:os";
 import process from "node:process";
 
 export { killJobProcesses } from "./sweep.ts";
@@ -45,6 +46,21 @@ function readStat(pid: number): { state: string; pgrp: number; fields: string[] 
     return { state: fields[0], pgrp: Number(fields[2]), fields };
   } catch {
     return null;
+  }
+}
+
+/**
+ * Lowers a just-started job's priority (setpriority on its pid). Set right after the spawn,
+ * before the job has started anything of its own (its program is still loading), so every
+ * process it starts inherits it. A job that is already gone needs none.
+ */
+export function setNice(pid: number, nice: number, log: (message: string) => void): void {
+  try {
+    setPriority(pid, nice);
+  } catch (e) {
+    if ((e as { code?: string }).code !== "ESRCH") {
+      log(`could not set the niceness of ${pid}: ${e}`);
+    }
   }
 }
 

@@ -11,6 +11,7 @@ import {
   groupAlive,
   killJobProcesses,
   readStartTicks,
+  setNice,
   signalGroup,
   stopGroup,
   type StopSignal,
@@ -33,6 +34,11 @@ export interface SupervisorOptions {
   modelsDir: string;
   maxConcurrent: number;
   graceSeconds: number;
+  /**
+   * The jobs' niceness (JOB_NICE; 0 leaves them at the server's own priority). Training that
+   * keeps every core busy then yields to the API and to the supervisor reading its output.
+   */
+  nice?: number;
   workerId: string;
   /**
    * Added to every job's environment (below the TRAIN_* variables, which it cannot replace).
@@ -235,6 +241,7 @@ export class Supervisor {
       (events) => this.port.output(job.job_id, events),
       { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },
     );
+    if (this.opts.nice) setNice(child.pid, this.opts.nice, (m) => this.opts.log?.(m));
     const startTicks = readStartTicks(child.pid);
     const recorded = this.port.started(job.job_id, {
       pid: child.pid,

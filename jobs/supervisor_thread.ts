@@ -14,6 +14,7 @@ export interface SupervisorThreadOptions {
   modelsDir: string;
   maxConcurrent: number;
   graceSeconds: number;
+  nice: number;
   workerId: string;
 }
 
@@ -36,6 +37,7 @@ channel.addEventListener("message", async (event) => {
       // was 4-7 ms of each slot's turn (16 slots, no-op jobs).
       prefetch: o.maxConcurrent,
       graceSeconds: o.graceSeconds,
+      nice: o.nice,
       workerId: o.workerId,
       artifacts: await artifactStore(o.modelsDir),
       log: (m) => console.log(`[trainer] ${m}`),

@@ -10,7 +10,7 @@ import { pollUntil, PYTHON, ROOT, within, Workspace } from "./helpers/server.ts"
 
 /** Variables the worker reads; cleared from the inherited environment to stay hermetic. */
 const WORKER_VARS = ("TRAINER_URL WORKER_TOKEN WORKER_NAME MODELS_DIR MODEL_REGISTRY " +
-  "MAX_CONCURRENT_JOBS CANCEL_GRACE_SECONDS TRAIN_PYTHON DATASET_PATH DATASET_TARGET " +
+  "MAX_CONCURRENT_JOBS CANCEL_GRACE_SECONDS JOB_NICE TRAIN_PYTHON DATASET_PATH DATASET_TARGET " +
   "DATASET_TASK").split(" ");
 
 /** A worker child with output piped; the caller reads or kills it. */

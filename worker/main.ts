@@ -104,6 +104,7 @@ supervisor = new Supervisor(port, {
   modelsDir,
   maxConcurrent: config.MAX_CONCURRENT_JOBS,
   graceSeconds: config.CANCEL_GRACE_SECONDS,
+  nice: config.JOB_NICE,
   workerId: registered.worker_id,
   // Lets the next run of this worker find what this one leaves if it dies (leftovers.ts).
   env: { TRAINER_WORKER_NAME: name },

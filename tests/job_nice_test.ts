@@ -1,0 +1,60 @@
+/**
+ * JOB_NICE: jobs run at the niceness given to the supervisor, and what they start inherits
+ * it; 0 leaves them at the server's own. Real Supervisor, store, port and child processes.
+ */
+import assert from "node:assert/strict";
+import { getPriority } from "node:os";
+import { submitJob } from "../jobs/service.ts";
+import { Supervisor } from "../jobs/supervisor.ts";
+import { LocalPort } from "../jobs/worker_port.ts";
+import { RuntimeChecker } from "../models/runtime_checker.ts";
+import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
+import { within } from "./helpers/server.ts";
+
+/** The job writes its own niceness and its child's (field 19 of /proc/<pid>/stat). */
+const SCRIPT =
+  `own=$(cut -d' ' -f19 /proc/$$/stat); child=$(sh -c 'cut -d" " -f19 /proc/$$/stat'); ` +
+  `printf '%s %s' "$own" "$child" > "$TRAIN_ARTIFACT_PATH"`;
+
+async function niceness(nice: number | undefined): Promise<string> {
+  await using base = await openTestStore();
+  const deps = await testJobDeps(base.store, base.dir, {
+    nice: { command: ["/bin/sh", "-c", SCRIPT] },
+  });
+  const { job } = await submitJob(deps, {
+    model_type: "nice",
+    retrain: true,
+    use_cv: false,
+    hyperparameters: null,
+  }, { typeStatus: 404 });
+  const runtimes = new RuntimeChecker(deps.registry);
+  const supervisor = new Supervisor(new LocalPort(base.store), {
+    registry: deps.registry,
+    runtime: (type) => runtimes.get(type),
+    modelsDir: deps.modelsDir,
+    maxConcurrent: 1,
+    graceSeconds: 2,
+    nice,
+    workerId: "test",
+  });
+  supervisor.start();
+  try {
+    const done = await pollUntil(async () => {
+      const s = await base.store.load(job.job_id);
+      return s && ["completed", "failed"].includes(s.status) ? s : null;
+    }, "the job to finish");
+    assert.equal(done.status, "completed", done.error ?? "");
+    return await Deno.readTextFile(done.model_path!);
+  } finally {
+    await within(30_000, supervisor.shutdown(), "the supervisor to shut down");
+  }
+}
+
+Deno.test("jobs run at the configured niceness, and so do their children", async () => {
+  assert.equal(await niceness(7), "7 7");
+});
+
+Deno.test("niceness 0 leaves jobs at the server's own priority", async () => {
+  const own = String(getPriority());
+  assert.equal(await niceness(0), `${own} ${own}`);
+});
