@@ -29,6 +29,8 @@ export interface WriterOptions {
   busyTimeoutMs: number;
   /** The writer connection's `wal_autocheckpoint` (SQLite's default is 1000 pages). */
   autocheckpointPages: number;
+  /** The thread ends after this long without a write (IDLE_MS unless given). */
+  idleMs?: number;
 }
 
 /** The thread ends after this long without a write. */
@@ -47,6 +49,11 @@ export class ThreadWriter {
   #idle: ReturnType<typeof setTimeout> | null = null;
 
   constructor(readonly path: string, readonly opts: WriterOptions) {}
+
+  /** True while a thread is up (it starts with a write, and ends when idle or closed). */
+  get running(): boolean {
+    return this.#worker !== null;
+  }
 
   /** Runs `statements` as one transaction on the writer thread; resolves once committed. */
   write(statements: InStatement[]): Promise<void> {
@@ -76,7 +83,7 @@ export class ThreadWriter {
       // A write from now on starts a new thread; this one has nothing in flight.
       this.#worker = null;
       void this.#stop(worker);
-    }, IDLE_MS);
+    }, this.opts.idleMs ?? IDLE_MS);
     // The idle timer must not keep a process alive that has nothing else to do.
     Deno.unrefTimer(this.#idle);
   }
@@ -123,8 +130,9 @@ export class ThreadWriter {
       e.preventDefault();
       this.#fail(worker, e.message);
     });
+    const { busyTimeoutMs, autocheckpointPages } = this.opts;
     worker.postMessage(
-      { type: "open", path: this.path, ...this.opts } satisfies WriterMessage,
+      { type: "open", path: this.path, busyTimeoutMs, autocheckpointPages } satisfies WriterMessage,
     );
     return this.#worker = worker;
   }

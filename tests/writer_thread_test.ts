@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { submitJob } from "../jobs/service.ts";
 import { ConflictError } from "../errors.ts";
+import { ThreadWriter } from "../db/writer.ts";
 import { openTestStore, testJobDeps } from "./helpers/app.ts";
 
 const SUBMIT = { model_type: "quick", retrain: true, use_cv: false, hyperparameters: null };
@@ -69,4 +70,27 @@ Deno.test("closing ends the writer thread; a later write is refused", async () =
   await base.database.write(["CREATE TABLE closing (a)"]);
   await base.database.close();
   await assert.rejects(base.database.write(["INSERT INTO closing VALUES (1)"]), /closed/);
+});
+
+Deno.test("an idle writer thread ends, and the next write starts another", async () => {
+  await using base = await openTestStore();
+  const path = `${base.dir}/trainer.db`;
+  const writer = new ThreadWriter(path, {
+    busyTimeoutMs: 5000,
+    autocheckpointPages: 1000,
+    idleMs: 50,
+  });
+  try {
+    assert.equal(writer.running, false, "no thread before the first write");
+    await writer.write(["CREATE TABLE idle_writes (a)"]);
+    assert.equal(writer.running, true);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(writer.running, false, "ended after its idle time");
+    await writer.write([{ sql: "INSERT INTO idle_writes VALUES (?)", args: [1] }]);
+    assert.equal(writer.running, true);
+    const rs = await base.database.client.execute("SELECT count(*) AS n FROM idle_writes");
+    assert.equal(rs.rows[0]?.n, 1);
+  } finally {
+    await writer.close();
+  }
 });
