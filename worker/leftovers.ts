@@ -22,14 +22,15 @@ export async function killLeftovers(name: string, ms = 2000): Promise<number[]> 
       const pgid = readPgid(pid);
       // Each job leads its own group. A group led by a live process that is not one of
       // ours (a shell that ran something with our name) is left alone, and so is our own.
-      if (pgid && pgid > 1 && pgid !== ownGroup && ownsGroup(pgid, found)) {
+      const byGroup = !!pgid && pgid > 1 && pgid !== ownGroup && ownsGroup(pgid, found) &&
         signalGroup(pgid, "SIGKILL");
-      }
       try {
         Deno.kill(pid, "SIGKILL");
         killed.add(pid);
       } catch {
-        // gone already
+        // Gone already: killed with its group just now (and reaped by its parent at once),
+        // or it ended by itself.
+        if (byGroup) killed.add(pid);
       }
     }
     await sleep(20);
