@@ -77,16 +77,17 @@ export async function openDatabase(
   const detach = file ? attachReader(client, path) : () => {};
   let checkpoints: Checkpointer | null = null;
   let autocheckpointPages = 1000;
+  const threadWrites = file && options.writerThread;
   if (file && options.checkpointThread) {
-    // Reaches the connection the store writes on: the writer thread's (below), or else the
+    // On the connection the store writes on: the writer thread's (below), or else the
     // client's, whose calls are synchronous, so its pool hands that one out again unless calls
     // overlap. A second connection keeps the default and checkpoints in its own commits,
     // which is only slower.
     autocheckpointPages = WRITER_AUTOCHECKPOINT_PAGES;
-    await client.execute(`PRAGMA wal_autocheckpoint = ${autocheckpointPages}`);
+    if (!threadWrites) await client.execute(`PRAGMA wal_autocheckpoint = ${autocheckpointPages}`);
     checkpoints = checkpointer(path);
   }
-  const writer = file && options.writerThread
+  const writer = threadWrites
     ? new ThreadWriter(path, { busyTimeoutMs: BUSY_TIMEOUT_MS, autocheckpointPages })
     : null;
   return {

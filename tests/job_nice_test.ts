@@ -4,12 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { getPriority } from "node:os";
-import { submitJob } from "../jobs/service.ts";
-import { Supervisor } from "../jobs/supervisor.ts";
-import { LocalPort } from "../jobs/worker_port.ts";
-import { RuntimeChecker } from "../models/runtime_checker.ts";
 import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
 import { within } from "./helpers/server.ts";
+import { startSupervisor, submitJobs } from "./helpers/supervised.ts";
 
 /** The job writes its own niceness and its child's (field 19 of /proc/<pid>/stat). */
 const SCRIPT =
@@ -21,26 +18,11 @@ async function niceness(nice: number | undefined): Promise<string> {
   const deps = await testJobDeps(base.store, base.dir, {
     nice: { command: ["/bin/sh", "-c", SCRIPT] },
   });
-  const { job } = await submitJob(deps, {
-    model_type: "nice",
-    retrain: true,
-    use_cv: false,
-    hyperparameters: null,
-  }, { typeStatus: 404 });
-  const runtimes = new RuntimeChecker(deps.registry);
-  const supervisor = new Supervisor(new LocalPort(base.store), {
-    registry: deps.registry,
-    runtime: (type) => runtimes.get(type),
-    modelsDir: deps.modelsDir,
-    maxConcurrent: 1,
-    graceSeconds: 2,
-    nice,
-    workerId: "test",
-  });
-  supervisor.start();
+  const [jobId] = await submitJobs(deps, "nice", 1);
+  const supervisor = startSupervisor(deps, { maxConcurrent: 1, nice });
   try {
     const done = await pollUntil(async () => {
-      const s = await base.store.load(job.job_id);
+      const s = await base.store.load(jobId);
       return s && ["completed", "failed"].includes(s.status) ? s : null;
     }, "the job to finish");
     assert.equal(done.status, "completed", done.error ?? "");

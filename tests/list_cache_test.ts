@@ -5,18 +5,8 @@
  * and a shared store (hosted mode) gets no cache.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { metadataPathFor } from "../models/artifacts.ts";
 import { ListCache } from "../routes/list_cache.ts";
-import { buildApp, openTestStore, recordModel, type TestApp } from "./helpers/app.ts";
-
-async function finishedJob(app: TestApp, file: string): Promise<string> {
-  await Deno.mkdir(app.modelsDir, { recursive: true });
-  const path = join(app.modelsDir, file);
-  await Deno.writeTextFile(path, "model bytes");
-  await Deno.writeTextFile(metadataPathFor(path), JSON.stringify({ model_type: "xgboost" }));
-  return (await recordModel(app.store, app.modelsDir, file)).jobId;
-}
+import { buildApp, finishedJob, openTestStore, type TestApp } from "./helpers/app.ts";
 
 /** Changes the projection behind the store's back: only a fresh read can show it. */
 async function rewriteModelType(app: TestApp, jobId: string, modelType: string) {

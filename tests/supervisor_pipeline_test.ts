@@ -7,13 +7,12 @@
  * and child processes.
  */
 import assert from "node:assert/strict";
-import { cancelJob, submitJob } from "../jobs/service.ts";
+import { cancelJob } from "../jobs/service.ts";
 import type { JobState } from "../jobs/state.ts";
-import { Supervisor } from "../jobs/supervisor.ts";
 import { LocalPort } from "../jobs/worker_port.ts";
-import { RuntimeChecker } from "../models/runtime_checker.ts";
 import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
 import { within } from "./helpers/server.ts";
+import { allCompleted, startSupervisor, submitJobs } from "./helpers/supervised.ts";
 
 const JOBS = 12;
 const SLOTS = 4;
@@ -24,17 +23,7 @@ Deno.test("launches are pipelined: starts of several jobs share a commit, in FIF
   const deps = await testJobDeps(store, dir, {
     quick: { command: ["/bin/sh", "-c", 'printf m > "$TRAIN_ARTIFACT_PATH"'] },
   });
-  const { registry, modelsDir } = deps;
-  const submitted: string[] = [];
-  for (let i = 0; i < JOBS; i++) {
-    const { job } = await submitJob(deps, {
-      model_type: "quick",
-      retrain: true,
-      use_cv: false,
-      hyperparameters: null,
-    }, { typeStatus: 404 });
-    submitted.push(job.job_id);
-  }
+  const submitted = await submitJobs(deps, "quick", JOBS);
   // Every start in log order, and how many starts each commit carried.
   const starts: string[] = [];
   const startsPerCommit: number[] = [];
@@ -43,25 +32,9 @@ Deno.test("launches are pipelined: starts of several jobs share a commit, in FIF
     starts.push(...these);
     if (these.length) startsPerCommit.push(these.length);
   });
-  const runtimes = new RuntimeChecker(registry);
-  const supervisor = new Supervisor(new LocalPort(store), {
-    registry,
-    runtime: (type) => runtimes.get(type),
-    modelsDir,
-    maxConcurrent: SLOTS,
-    graceSeconds: 2,
-    workerId: "test",
-  });
-  supervisor.start();
+  const supervisor = startSupervisor(deps, { maxConcurrent: SLOTS });
   try {
-    await pollUntil(
-      async () => {
-        const states = await Promise.all(submitted.map((id) => store.load(id)));
-        return states.every((s) => s?.status === "completed") || null;
-      },
-      "every job to complete",
-      60_000,
-    );
+    await allCompleted(store, submitted, "every job to complete");
 
     await t.step("every job started exactly once, in submission order", () => {
       assert.deepEqual(starts, submitted);
@@ -93,16 +66,7 @@ Deno.test("jobs claimed ahead: FIFO, never over the limit, a cancelled one never
   // claimed ahead.
   const script = `while [ ! -e "${go}" ]; do sleep 0.02; done; printf m > "$TRAIN_ARTIFACT_PATH"`;
   const deps = await testJobDeps(store, dir, { held: { command: ["/bin/sh", "-c", script] } });
-  const submitted: string[] = [];
-  for (let i = 0; i < 6; i++) {
-    const { job } = await submitJob(deps, {
-      model_type: "held",
-      retrain: true,
-      use_cv: false,
-      hyperparameters: null,
-    }, { typeStatus: 404 });
-    submitted.push(job.job_id);
-  }
+  const submitted = await submitJobs(deps, "held", 6);
   const starts: string[] = [];
   let mostRunning = 0;
   store.onCommit((events) => {
@@ -111,17 +75,7 @@ Deno.test("jobs claimed ahead: FIFO, never over the limit, a cancelled one never
     mostRunning = Math.max(mostRunning, running);
   });
   const port = new RecordingPort(store);
-  const runtimes = new RuntimeChecker(deps.registry);
-  const supervisor = new Supervisor(port, {
-    registry: deps.registry,
-    runtime: (type) => runtimes.get(type),
-    modelsDir: deps.modelsDir,
-    maxConcurrent: 2,
-    prefetch: 2,
-    graceSeconds: 2,
-    workerId: "test",
-  });
-  supervisor.start();
+  const supervisor = startSupervisor(deps, { maxConcurrent: 2, prefetch: 2, port });
   const [, , third] = submitted;
   try {
     await pollUntil(
@@ -135,14 +89,7 @@ Deno.test("jobs claimed ahead: FIFO, never over the limit, a cancelled one never
     );
     await Deno.writeTextFile(go, "");
     const rest = submitted.filter((id) => id !== third);
-    await pollUntil(
-      async () => {
-        const states = await Promise.all(rest.map((id) => store.load(id)));
-        return states.every((s) => s?.status === "completed") || null;
-      },
-      "the other jobs to complete",
-      60_000,
-    );
+    await allCompleted(store, rest, "the other jobs to complete");
 
     await t.step("the others started once each, in submission order", () => {
       assert.deepEqual(starts, rest);

@@ -191,7 +191,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<TestApp> {
     defaultTimeoutSeconds: opts.defaultTimeoutSeconds ?? 60,
     artifacts: opts.artifacts ?? new FolderStore(modelsDir),
     // What the in-process supervisor passes to its scripts.
-    dataset: datasetSource(Deno.env.toObject()),
+    dataset: datasetSource((name) => Deno.env.get(name)),
   };
   const lifecycle = { shuttingDown: false };
   const app = createApp({
@@ -316,7 +316,7 @@ export async function writeTrainedModel(dir: string, name: string, m: TrainedMod
   const hyperparameters = type
     ? type.params.parse(m.hyperparameters ?? {})
     : (m.hyperparameters ?? {});
-  const dataset = m.dataset ?? await datasetIdentity(datasetSource(Deno.env.toObject()));
+  const dataset = m.dataset ?? await datasetIdentity(datasetSource((name) => Deno.env.get(name)));
   const spec = trainingSpec(
     { model_type: m.model_type, hyperparameters, use_cv: m.use_cv ?? true },
     dataset,
@@ -403,6 +403,18 @@ export async function recordModel(
     });
   });
   return { jobId, record };
+}
+
+/**
+ * A finished (completed) job of `app`'s store: a small model file `file` and its metadata
+ * written to the models folder, then recorded. Returns the job id.
+ */
+export async function finishedJob(app: TestApp, file: string): Promise<string> {
+  await Deno.mkdir(app.modelsDir, { recursive: true });
+  const path = join(app.modelsDir, file);
+  await Deno.writeTextFile(path, "model bytes");
+  await Deno.writeTextFile(metadataPathFor(path), JSON.stringify({ model_type: "xgboost" }));
+  return (await recordModel(app.store, app.modelsDir, file)).jobId;
 }
 
 /** writeTrainedModel, then recordModel: a model a finished job stored and recorded. */
