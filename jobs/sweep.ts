@@ -11,10 +11,13 @@
  *   their environment is not read. Callers that know no start time get the full scan.
  * - The start ticks of each pid are remembered between passes, so a pass reads only
  *   `readdir(/proc)` plus the stat of pids it has not seen. A pid names the same process until
- *   the kernel hands it out again, which it does only once its cyclic pid counter wraps past
- *   pid_max: a pass trusts what it remembers only while `ns_last_pid` has not gone back and
- *   the previous pass is less than a second old (a wrap takes pid_max forks, 32,768 at the
- *   least).
+ *   the kernel hands it out again. Its cyclic counter moved from the previous pass's
+ *   `ns_last_pid` to this one's: only pids in between can have been handed out since. Those are
+ *   read again; a pid above that range is an older process from before the counter last
+ *   wrapped, and it was once remembered with stale ticks after it died and its pid was given
+ *   to a new process (a fresh-clone CI run missed a job's process that way, pid_max 32,768).
+ *   A pass trusts its memory only while `ns_last_pid` has not gone back and the previous pass
+ *   is less than a second old (a full wrap takes pid_max forks).
  */
 
 export interface SweepOptions {
@@ -149,13 +152,28 @@ function listProcesses(): Map<number, number> {
   for (const entry of entries) {
     const pid = Number(entry.name);
     if (!(pid > 0)) continue;
-    const ticks = previous.get(pid) ?? readStat(pid)?.ticks;
+    const ticks = rememberedTicks(pid, previous, knownLastPid, lastPid) ?? readStat(pid)?.ticks;
     if (ticks !== undefined) seen.set(pid, ticks);
   }
   known = seen;
   knownLastPid = lastPid ?? -1;
   knownAt = now;
   return seen;
+}
+
+/**
+ * The start ticks remembered for `pid`, unless the pid may have been handed out since: the
+ * counter went from `before` to `now` between the passes, so pids in (before, now] are new or
+ * reused.
+ */
+export function rememberedTicks(
+  pid: number,
+  previous: ReadonlyMap<number, number>,
+  before: number,
+  now: number | null,
+): number | undefined {
+  if (now === null || (pid > before && pid <= now)) return undefined;
+  return previous.get(pid);
 }
 
 function readLastPid(): number | null {

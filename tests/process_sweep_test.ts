@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { findJobProcesses, killJobProcesses, readStartTicks } from "../jobs/process.ts";
+import { rememberedTicks } from "../jobs/sweep.ts";
 
 function spawnWithId(jobId: string): Deno.ChildProcess {
   // setsid: outside any group we know of, like a daemon that escaped its job.
@@ -105,4 +106,13 @@ Deno.test("a sweep from the job's start kills its processes, even one born betwe
     }
     await killJobProcesses(older);
   }
+});
+
+Deno.test("a remembered pid the counter passed since is read again", () => {
+  const previous = new Map([[100, 7], [5_000, 8], [31_000, 9]]);
+  // The counter went from 4,000 to 6,000 between two passes.
+  assert.equal(rememberedTicks(100, previous, 4_000, 6_000), 7, "below: the same process");
+  assert.equal(rememberedTicks(5_000, previous, 4_000, 6_000), undefined, "passed: maybe reused");
+  assert.equal(rememberedTicks(31_000, previous, 4_000, 6_000), 9, "above: not reached yet");
+  assert.equal(rememberedTicks(100, previous, 4_000, null), undefined, "no counter: read all");
 });
