@@ -50,9 +50,12 @@ function readStat(pid: number): { state: string; pgrp: number; fields: string[] 
 }
 
 /**
- * Lowers a just-started job's priority (setpriority on its pid). Set right after the spawn,
- * before the job has started anything of its own (its program is still loading), so every
- * process it starts inherits it. A job that is already gone needs none.
+ * Lowers a just-started job's priority (setpriority on its pid), right after the spawn: what
+ * the job starts from then on inherits it. It is not atomic with the spawn (Deno.Command has
+ * no option for it, and a `nice` exec per job would cost as much as the job's own start), so
+ * a process the job starts in its very first moments, before this call, keeps the server's
+ * priority: seen in CI under load. A training script's imports take far longer. A job that is
+ * already gone needs none.
  */
 export function setNice(pid: number, nice: number, log: (message: string) => void): void {
   try {

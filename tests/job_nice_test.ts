@@ -8,8 +8,12 @@ import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
 import { within } from "./helpers/server.ts";
 import { startSupervisor, submitJobs } from "./helpers/supervised.ts";
 
-/** The job writes its own niceness and its child's (field 19 of /proc/<pid>/stat). */
-const SCRIPT =
+/**
+ * The job writes its own niceness and its child's (field 19 of /proc/<pid>/stat), after a
+ * moment: the niceness is set just after the spawn, and a process the job starts before that
+ * keeps the server's (a CI run under load saw "0 0" when the script read it at once).
+ */
+const SCRIPT = `sleep 0.5; ` +
   `own=$(cut -d' ' -f19 /proc/$$/stat); child=$(sh -c 'cut -d" " -f19 /proc/$$/stat'); ` +
   `printf '%s %s' "$own" "$child" > "$TRAIN_ARTIFACT_PATH"`;
 
