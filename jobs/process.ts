@@ -2,7 +2,7 @@
  * Linux process-group helpers: signal a group, tell whether it lives, find strays (and a
  * remote worker's leftovers) by environment.
  */
-import { setPriority } from "node:os";
+import { getPriority, setPriority } from "node:os";
 import process from "node:process";
 
 export { killJobProcesses } from "./sweep.ts";
@@ -64,6 +64,18 @@ export function setNice(pid: number, nice: number, log: (message: string) => voi
     if ((e as { code?: string }).code !== "ESRCH") {
       log(`could not set the niceness of ${pid}: ${e}`);
     }
+  }
+}
+
+/**
+ * Raises the calling thread's niceness to `nice` (never lowers it: that needs privileges). On
+ * Linux a niceness belongs to a thread, and a process inherits its spawning thread's at once.
+ */
+export function niceThisThread(nice: number, log: (message: string) => void): void {
+  try {
+    if (getPriority(0) < nice) setPriority(0, nice);
+  } catch (e) {
+    log(`could not set the supervisor thread's niceness: ${e}`);
   }
 }
 

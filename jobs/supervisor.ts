@@ -24,7 +24,7 @@ import type { Runtime } from "../models/runtime.ts";
 import type { TrainingSpec } from "../models/spec.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import { removeJobFiles, settleModel, settlesWithin, stderrTail } from "./job_end.ts";
-import { type Leader, spawnLeader } from "./spawn.ts";
+import { type Leader, setsidProgram, spawnLeader } from "./spawn.ts";
 import { jobEnv, LaunchPlanner, type Prepared } from "./launch_plan.ts";
 
 export interface SupervisorOptions {
@@ -36,7 +36,8 @@ export interface SupervisorOptions {
   graceSeconds: number;
   /**
    * The jobs' niceness (JOB_NICE; 0 leaves them at the server's own priority). Training that
-   * keeps every core busy then yields to the API and to the supervisor reading its output.
+   * keeps every core busy then yields to the API and to the supervisor reading its output
+   * (whose thread runs at half of it: see supervisor_thread.ts).
    */
   nice?: number;
   workerId: string;
@@ -100,6 +101,8 @@ export class Supervisor {
 
   /** Starts taking work. */
   start(): void {
+    // Looked up now (it may run busybox once), not on the first job's launch.
+    setsidProgram();
     this.port.watch({
       queued: () => void this.pump(),
       cancelled: (jobId) => void this.stop(jobId, "cancel"),

@@ -6,6 +6,7 @@
 import { loadRegistry } from "../models/registry.ts";
 import { FolderStore } from "../artifacts/folder_store.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
+import { niceThisThread } from "./process.ts";
 import { Supervisor } from "./supervisor.ts";
 import { type Channel, ThreadPort } from "./thread_port.ts";
 
@@ -28,6 +29,11 @@ channel.addEventListener("message", async (event) => {
   const message = event.data as Partial<Control>;
   if ("init" in message && message.init) {
     const o = message.init;
+    // Half-way between the API and the jobs (JOB_NICE): under a burst of launches the API
+    // answers first (measured: accepts 15-25 % faster with 16 no-op jobs at a time on 2 cores),
+    // training still yields to this thread reading its output, and a job starts at this
+    // niceness (inherited at its spawn) before it is lowered the rest of the way.
+    niceThisThread(Math.floor(o.nice / 2), (m) => console.log(`[trainer] ${m}`));
     supervisor = new Supervisor(port, {
       registry: await loadRegistry(o.registryPath),
       runtime: (type) => port.runtime(type),

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { getPriority } from "node:os";
 import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
-import { within } from "./helpers/server.ts";
+import { http, Server, waitTerminal, within, Workspace } from "./helpers/server.ts";
 import { startSupervisor, submitJobs } from "./helpers/supervised.ts";
 
 /**
@@ -43,4 +43,42 @@ Deno.test("jobs run at the configured niceness, and so do their children", async
 Deno.test("niceness 0 leaves jobs at the server's own priority", async () => {
   const own = String(getPriority());
   assert.equal(await niceness(0), `${own} ${own}`);
+});
+
+/** Niceness (field 19 of stat) of each of the server's threads: tid -> nice. */
+function threadNiceness(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    out.set(Number(entry.name), Number(fields[16]));
+  }
+  return out;
+}
+
+Deno.test("the server: its supervisor thread runs half-way to JOB_NICE, the API at its own", async () => {
+  const ws = await Workspace.create();
+  let server: Server | undefined;
+  try {
+    // No wait: the job reads its niceness in its first moment, before it is lowered the rest
+    // of the way; it has the supervisor thread's from its spawn, never the server's.
+    const reg = await ws.registry({
+      first: ["/bin/sh", "-c", `cut -d' ' -f19 /proc/$$/stat > "$TRAIN_ARTIFACT_PATH"`],
+    });
+    server = await Server.start(ws.env({ ...reg, JOB_NICE: "10" }));
+    const own = getPriority();
+    const { body } = await http(server.base, "POST", "/train/first", {});
+    const done = await waitTerminal(server.base, body.data.job_id);
+    assert.equal(done.status, "completed", done.error ?? "");
+    const first = Number(await Deno.readTextFile(done.model_path));
+    assert.ok(first === 5 || first === 10, `the job started at niceness ${first}`);
+    const threads = threadNiceness(server.pid);
+    assert.equal(threads.get(server.pid), own, "the main thread keeps the server's niceness");
+    const niced = [...threads.values()].filter((n) => n === 5).length;
+    assert.ok(niced >= 1, `no thread at niceness 5: ${JSON.stringify([...threads])}`);
+    assert.ok(![...threads.values()].includes(10), "no thread of the server runs at JOB_NICE");
+  } finally {
+    await server?.kill("SIGTERM");
+    await ws.dispose();
+  }
 });
