@@ -21,6 +21,8 @@ export interface Database {
    * The event store's commits go through here: on the writer thread when there is one.
    */
   write(statements: InStatement[]): Promise<void>;
+  /** True while writes commit on the writer thread (it starts with the first write). */
+  writerThreadReady(): boolean;
   /** Tells the database a write of about `bytes` of payload committed (see checkpointer.ts). */
   committed(bytes: number): void;
   /** Closes it; resolves once the writer and checkpoint threads, if any, have closed. */
@@ -87,15 +89,20 @@ export async function openDatabase(
     if (!threadWrites) await client.execute(`PRAGMA wal_autocheckpoint = ${autocheckpointPages}`);
     checkpoints = checkpointer(path);
   }
+  const writeHere = async (statements: InStatement[]) =>
+    void await client.batch(statements, "write");
   const writer = threadWrites
-    ? new ThreadWriter(path, { busyTimeoutMs: BUSY_TIMEOUT_MS, autocheckpointPages })
+    ? new ThreadWriter(path, {
+      busyTimeoutMs: BUSY_TIMEOUT_MS,
+      autocheckpointPages,
+      fallback: writeHere,
+    })
     : null;
   return {
     client,
     db,
-    write: writer
-      ? (statements) => writer.write(statements)
-      : async (statements) => void await client.batch(statements, "write"),
+    write: writer ? (statements) => writer.write(statements) : writeHere,
+    writerThreadReady: () => writer?.threadReady ?? false,
     committed: (bytes) => checkpoints?.committed(bytes),
     close: async () => {
       // After the batches already sent: the store flushes before it closes the database.

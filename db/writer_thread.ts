@@ -20,9 +20,10 @@ self.addEventListener("message", (event: MessageEvent<WriterMessage>) => {
       // The same native library as the main thread's connections (see db/reader.ts): one
       // SQLite, one set of locks.
       connection = new Sqlite(m.path);
+      // First: the main thread may be committing on its connection while this one opens.
+      connection.exec(`PRAGMA busy_timeout = ${m.busyTimeoutMs}`);
       connection.exec("PRAGMA journal_mode = WAL");
       connection.exec("PRAGMA synchronous = FULL");
-      connection.exec(`PRAGMA busy_timeout = ${m.busyTimeoutMs}`);
       connection.exec(`PRAGMA wal_autocheckpoint = ${m.autocheckpointPages}`);
       reply({ type: "opened" });
     } catch (e) {

@@ -3,13 +3,14 @@
  * on a real libSQL file. Commits are visible to the main thread's reads as soon as a unit
  * resolves; a batch that fails is rolled back whole and its error reaches the store with its
  * words (a duplicate job is a ConflictError); values the native binding cannot take are
- * converted; closing ends the thread and later writes are refused.
+ * converted; closing ends the thread and later writes are refused. While the thread starts,
+ * writes commit on the main thread's connection, in order, and the thread takes over.
  */
 import assert from "node:assert/strict";
 import { submitJob } from "../jobs/service.ts";
 import { ConflictError } from "../errors.ts";
 import { ThreadWriter } from "../db/writer.ts";
-import { openTestStore, testJobDeps } from "./helpers/app.ts";
+import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
 
 const SUBMIT = { model_type: "quick", retrain: true, use_cv: false, hyperparameters: null };
 
@@ -17,6 +18,9 @@ Deno.test("the store commits on the writer thread", async (t) => {
   await using base = await openTestStore(undefined, { open: { writerThread: true } });
   const { dir, store, database } = base;
   const deps = await testJobDeps(store, dir, { quick: { command: ["true"] } });
+  // The first write starts the thread; the steps below run on it.
+  await database.write(["CREATE TABLE warm_up (a)"]);
+  await pollUntil(() => database.writerThreadReady() || null, "the writer thread to open");
 
   await t.step("a submission is in the database once it resolves", async () => {
     const { job } = await submitJob(deps, SUBMIT, { typeStatus: 404 });
@@ -93,4 +97,55 @@ Deno.test("an idle writer thread ends, and the next write starts another", async
   } finally {
     await writer.close();
   }
+});
+
+Deno.test("while the thread starts, writes commit on the main thread's, in order", async () => {
+  await using base = await openTestStore();
+  const path = `${base.dir}/trainer.db`;
+  const here: string[] = [];
+  const writer = new ThreadWriter(path, {
+    busyTimeoutMs: 5000,
+    autocheckpointPages: 1000,
+    fallback: async (statements) => {
+      here.push(...statements.map((s) => typeof s === "string" ? s : s.sql));
+      await base.database.client.batch(statements, "write");
+    },
+  });
+  try {
+    await writer.write(["CREATE TABLE starting (n)"]);
+    await writer.write([{ sql: "INSERT INTO starting VALUES (?)", args: [1] }]);
+    assert.equal(writer.threadReady, false, "a thread takes tens of milliseconds to open");
+    assert.equal(here.length, 2, "both committed on the main thread's connection");
+    await pollUntil(() => writer.threadReady || null, "the writer thread to open");
+    await writer.write([{ sql: "INSERT INTO starting VALUES (?)", args: [2] }]);
+    await assert.rejects(
+      writer.write([
+        { sql: "INSERT INTO starting VALUES (?)", args: [3] },
+        "INSERT INTO nope VALUES (1)",
+      ]),
+      /no such table: nope/,
+    );
+    assert.equal(here.length, 2, "the thread took over once open");
+    const rs = await base.database.client.execute("SELECT n FROM starting ORDER BY rowid");
+    assert.deepEqual(rs.rows.map((r) => r.n), [1, 2]);
+  } finally {
+    await writer.close();
+  }
+  assert.equal(writer.running, false);
+});
+
+Deno.test("a failing batch on the main thread's connection rolls back whole too", async () => {
+  await using base = await openTestStore(undefined, { open: { writerThread: true } });
+  const { database } = base;
+  assert.equal(database.writerThreadReady(), false);
+  await database.write(["CREATE TABLE early (a)"]);
+  await assert.rejects(
+    database.write([
+      { sql: "INSERT INTO early VALUES (?)", args: [true] },
+      "INSERT INTO no_such_table VALUES (1)",
+    ]),
+    /no such table: no_such_table/,
+  );
+  const rs = await database.client.execute("SELECT count(*) AS n FROM early");
+  assert.equal(rs.rows[0]?.n, 0);
 });
