@@ -96,6 +96,7 @@ export async function openDatabase(
       busyTimeoutMs: BUSY_TIMEOUT_MS,
       autocheckpointPages,
       fallback: writeHere,
+      onError: (m) => console.error(`[trainer] ${m}`),
     })
     : null;
   return {

@@ -39,6 +39,8 @@ export interface WriterOptions {
    * it, those batches wait for the thread.
    */
   fallback?: (statements: InStatement[]) => Promise<void>;
+  /** Where a thread's failure is reported, once (with a fallback, writes go on without it). */
+  onError?: (message: string) => void;
 }
 
 /** The thread ends after this long without a write. */
@@ -59,6 +61,13 @@ export class ThreadWriter {
   #idle: ReturnType<typeof setTimeout> | null = null;
   /** A thread start scheduled after a write that committed on the main thread. */
   #startSoon: ReturnType<typeof setTimeout> | null = null;
+  /**
+   * Set when a thread failed and there is a fallback: writes stay on the main thread's
+   * connection from then on, rather than start (and stall on) a thread that fails each time.
+   */
+  #broken = false;
+  /** Settles the #stop of a thread that fails instead of answering its close. */
+  #stopped = new Map<Worker, () => void>();
 
   constructor(readonly path: string, readonly opts: WriterOptions) {}
 
@@ -77,11 +86,11 @@ export class ThreadWriter {
     if (this.#closing) return Promise.reject(new Error("the database is closed"));
     if (this.#idle !== null) clearTimeout(this.#idle);
     this.#idle = null;
-    if (!this.#opened && this.opts.fallback) {
+    if ((!this.#opened || this.#broken) && this.opts.fallback) {
       // `new Worker` holds the calling thread for about 26 ms (measured): started after this
       // commit, not before it. The store sends one batch at a time, so this one cannot
       // overtake a batch on the thread.
-      if (!this.#worker) {
+      if (!this.#worker && !this.#broken) {
         this.#startSoon ??= setTimeout(() => {
           this.#startSoon = null;
           if (!this.#closing && !this.#worker) this.#start();
@@ -132,10 +141,15 @@ export class ThreadWriter {
   /** Closes the thread's connection after the batches already sent, then ends the thread. */
   #stop(worker: Worker): Promise<void> {
     return new Promise<void>((resolve) => {
-      worker.addEventListener("message", (e: MessageEvent<WriterReply>) => {
-        if (e.data.type !== "closed") return;
+      const done = () => {
+        this.#stopped.delete(worker);
         worker.terminate();
         resolve();
+      };
+      // A thread that fails meanwhile (it could not open) never answers: #fail settles this.
+      this.#stopped.set(worker, done);
+      worker.addEventListener("message", (e: MessageEvent<WriterReply>) => {
+        if (e.data.type === "closed") done();
       });
       worker.postMessage({ type: "close" } satisfies WriterMessage);
     });
@@ -178,10 +192,11 @@ export class ThreadWriter {
   /**
    * Fails every batch in flight. A batch's own errors are caught and rolled back in the
    * thread; this is the thread itself failing (its module or the file could not be opened),
-   * before it ran any batch.
+   * before it ran any batch. With a fallback, writes stay on the main thread from then on.
    */
   #fail(worker: Worker, why: string): void {
     worker.terminate();
+    this.#stopped.get(worker)?.();
     if (this.#worker === worker) {
       this.#worker = null;
       this.#opened = false;
@@ -189,6 +204,12 @@ export class ThreadWriter {
     const error = new Error(`the database writer failed: ${why}`);
     for (const p of this.#pending.values()) p.reject(error);
     this.#pending.clear();
+    if (this.opts.fallback && !this.#broken) {
+      this.#broken = true;
+      this.opts.onError?.(
+        `the database writer thread failed (${why}); commits stay on the main thread's connection`,
+      );
+    }
   }
 }
 

@@ -67,16 +67,23 @@ Deno.test("the server: its supervisor thread runs half-way to JOB_NICE, the API 
     });
     server = await Server.start(ws.env({ ...reg, JOB_NICE: "10" }));
     const own = getPriority();
+    // Raised to 5 unless the test itself runs niced past it (never lowered).
+    const half = Math.max(own, 5);
     const { body } = await http(server.base, "POST", "/train/first", {});
     const done = await waitTerminal(server.base, body.data.job_id);
     assert.equal(done.status, "completed", done.error ?? "");
+    // Racy by nature (setNice may or may not have run yet): what it catches is a job that
+    // starts at the server's own niceness.
     const first = Number(await Deno.readTextFile(done.model_path));
-    assert.ok(first === 5 || first === 10, `the job started at niceness ${first}`);
+    assert.ok(first === half || first === Math.max(own, 10), `the job started at ${first}`);
     const threads = threadNiceness(server.pid);
     assert.equal(threads.get(server.pid), own, "the main thread keeps the server's niceness");
-    const niced = [...threads.values()].filter((n) => n === 5).length;
-    assert.ok(niced >= 1, `no thread at niceness 5: ${JSON.stringify([...threads])}`);
-    assert.ok(![...threads.values()].includes(10), "no thread of the server runs at JOB_NICE");
+    const niced = [...threads.values()].filter((n) => n === half).length;
+    assert.ok(niced >= 1, `no thread at niceness ${half}: ${JSON.stringify([...threads])}`);
+    if (own < 5) {
+      assert.ok(threads.get(server.pid)! < half, "the API's thread stays above the supervisor's");
+      assert.ok(![...threads.values()].includes(10), "no thread of the server runs at JOB_NICE");
+    }
   } finally {
     await server?.kill("SIGTERM");
     await ws.dispose();

@@ -11,6 +11,7 @@ import { submitJob } from "../jobs/service.ts";
 import { ConflictError } from "../errors.ts";
 import { ThreadWriter } from "../db/writer.ts";
 import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
+import { within } from "./helpers/server.ts";
 
 const SUBMIT = { model_type: "quick", retrain: true, use_cv: false, hyperparameters: null };
 
@@ -72,6 +73,8 @@ Deno.test("the store commits on the writer thread", async (t) => {
 Deno.test("closing ends the writer thread; a later write is refused", async () => {
   await using base = await openTestStore(undefined, { open: { writerThread: true } });
   await base.database.write(["CREATE TABLE closing (a)"]);
+  await pollUntil(() => base.database.writerThreadReady() || null, "the writer thread to open");
+  await base.database.write(["INSERT INTO closing VALUES (0)"]);
   await base.database.close();
   await assert.rejects(base.database.write(["INSERT INTO closing VALUES (1)"]), /closed/);
 });
@@ -146,6 +149,58 @@ Deno.test("a failing batch on the main thread's connection rolls back whole too"
     ]),
     /no such table: no_such_table/,
   );
+  assert.equal(database.writerThreadReady(), false, "both went to the main thread's connection");
   const rs = await database.client.execute("SELECT count(*) AS n FROM early");
   assert.equal(rs.rows[0]?.n, 0);
+});
+
+Deno.test("a thread started by writes on the main thread ends when idle too", async () => {
+  await using base = await openTestStore();
+  const writer = new ThreadWriter(`${base.dir}/trainer.db`, {
+    busyTimeoutMs: 5000,
+    autocheckpointPages: 1000,
+    idleMs: 50,
+    fallback: async (statements) => void await base.database.client.batch(statements, "write"),
+  });
+  try {
+    await writer.write(["CREATE TABLE idle_after_start (a)"]);
+    await pollUntil(() => writer.threadReady || null, "the writer thread to open");
+    await pollUntil(() => !writer.running || null, "the idle thread to end");
+  } finally {
+    await writer.close();
+  }
+});
+
+Deno.test("a thread that cannot open: writes stay on the main thread, said once", async () => {
+  const here: unknown[] = [];
+  const errors: string[] = [];
+  const writer = new ThreadWriter("/nonexistent/trainer-writer-test/t.db", {
+    busyTimeoutMs: 5000,
+    autocheckpointPages: 1000,
+    fallback: (statements) => Promise.resolve(void here.push(...statements)),
+    onError: (m) => errors.push(m),
+  });
+  await writer.write(["SELECT 1"]);
+  await pollUntil(() => errors.length > 0 || null, "the thread's failure to be reported");
+  for (let i = 0; i < 5; i++) await writer.write(["SELECT 2"]);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(writer.running, false, "no thread started again");
+  assert.equal(here.length, 6, "every write committed on the main thread's connection");
+  assert.equal(errors.length, 1);
+  assert.match(errors[0], /cannot open/);
+  await writer.close();
+});
+
+Deno.test("closing while a thread is starting and fails to open does not hang", async () => {
+  const writer = new ThreadWriter("/nonexistent/trainer-writer-test/t.db", {
+    busyTimeoutMs: 5000,
+    autocheckpointPages: 1000,
+    fallback: async () => {},
+    onError: () => {},
+  });
+  await writer.write(["SELECT 1"]);
+  // The thread is created on the next macrotask; close once it exists, before it fails.
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(writer.running, true);
+  await within(10_000, writer.close(), "close() to settle");
 });
