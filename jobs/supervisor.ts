@@ -8,9 +8,11 @@ import type { ExitReport } from "./decide.ts";
 import type { JobState } from "./state.ts";
 import { OutputCollector } from "./output.ts";
 import {
+  AUTOGROUPS,
   groupAlive,
   killJobProcesses,
   readStartTicks,
+  setAutogroupNice,
   setNice,
   signalGroup,
   stopGroup,
@@ -244,7 +246,13 @@ export class Supervisor {
       (events) => this.port.output(job.job_id, events),
       { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },
     );
-    if (this.opts.nice) setNice(child.pid, this.opts.nice, (m) => this.opts.log?.(m));
+    if (this.opts.nice) {
+      const nice = this.opts.nice;
+      const log = (m: string) => this.opts.log?.(m);
+      setNice(child.pid, nice, log);
+      // Its own autogroup exists only once its setsid() ran (see AUTOGROUPS).
+      if (AUTOGROUPS) void leader.leading.then(() => setAutogroupNice(child.pid, nice, log));
+    }
     const startTicks = readStartTicks(child.pid);
     const recorded = this.port.started(job.job_id, {
       pid: child.pid,
