@@ -53,8 +53,8 @@ interface Pending {
 
 export class ThreadWriter {
   #worker: Worker | null = null;
-  /** The current thread's connection is open: batches go to it. */
-  #opened = false;
+  /** The thread whose connection is open; batches go to it while it is #worker. */
+  #ready: Worker | null = null;
   #pending = new Map<number, Pending>();
   #nextId = 1;
   #closing: Promise<void> | null = null;
@@ -66,8 +66,6 @@ export class ThreadWriter {
    * connection from then on, rather than start (and stall on) a thread that fails each time.
    */
   #broken = false;
-  /** Settles the #stop of a thread that fails instead of answering its close. */
-  #stopped = new Map<Worker, () => void>();
 
   constructor(readonly path: string, readonly opts: WriterOptions) {}
 
@@ -78,7 +76,7 @@ export class ThreadWriter {
 
   /** True once the current thread's connection is open (writes then commit there). */
   get threadReady(): boolean {
-    return this.#opened;
+    return this.#ready !== null && this.#ready === this.#worker;
   }
 
   /** Runs `statements` as one transaction on the writer thread; resolves once committed. */
@@ -86,7 +84,7 @@ export class ThreadWriter {
     if (this.#closing) return Promise.reject(new Error("the database is closed"));
     if (this.#idle !== null) clearTimeout(this.#idle);
     this.#idle = null;
-    if ((!this.#opened || this.#broken) && this.opts.fallback) {
+    if ((!this.threadReady || this.#broken) && this.opts.fallback) {
       // `new Worker` holds the calling thread for about 26 ms (measured): started after this
       // commit, not before it. The store sends one batch at a time, so this one cannot
       // overtake a batch on the thread.
@@ -120,7 +118,6 @@ export class ThreadWriter {
       if (this.#worker !== worker || this.#pending.size > 0) return;
       // A write from now on starts a new thread; this one has nothing in flight.
       this.#worker = null;
-      this.#opened = false;
       void this.#stop(worker);
     }, this.opts.idleMs ?? IDLE_MS);
     // The idle timer must not keep a process alive that has nothing else to do.
@@ -134,7 +131,6 @@ export class ThreadWriter {
     if (this.#startSoon !== null) clearTimeout(this.#startSoon);
     const worker = this.#worker;
     this.#worker = null;
-    this.#opened = false;
     return this.#closing = worker ? this.#stop(worker) : Promise.resolve();
   }
 
@@ -142,15 +138,14 @@ export class ThreadWriter {
   #stop(worker: Worker): Promise<void> {
     return new Promise<void>((resolve) => {
       const done = () => {
-        this.#stopped.delete(worker);
         worker.terminate();
         resolve();
       };
-      // A thread that fails meanwhile (it could not open) never answers: #fail settles this.
-      this.#stopped.set(worker, done);
+      // A thread that fails meanwhile (it could not open) never answers the close.
       worker.addEventListener("message", (e: MessageEvent<WriterReply>) => {
-        if (e.data.type === "closed") done();
+        if (e.data.type === "closed" || e.data.type === "failed") done();
       });
+      worker.addEventListener("error", done);
       worker.postMessage({ type: "close" } satisfies WriterMessage);
     });
   }
@@ -170,7 +165,7 @@ export class ThreadWriter {
         this.#armIdle(worker);
       } else if (m.type === "opened") {
         if (this.#worker !== worker) return;
-        this.#opened = true;
+        this.#ready = worker;
         // The writes that started it may all have committed meanwhile.
         this.#armIdle(worker);
       } else if (m.type === "failed") this.#fail(worker, `cannot open ${this.path}: ${m.error}`);
@@ -185,7 +180,6 @@ export class ThreadWriter {
     worker.postMessage(
       { type: "open", path: this.path, busyTimeoutMs, autocheckpointPages } satisfies WriterMessage,
     );
-    this.#opened = false;
     return this.#worker = worker;
   }
 
@@ -196,11 +190,7 @@ export class ThreadWriter {
    */
   #fail(worker: Worker, why: string): void {
     worker.terminate();
-    this.#stopped.get(worker)?.();
-    if (this.#worker === worker) {
-      this.#worker = null;
-      this.#opened = false;
-    }
+    if (this.#worker === worker) this.#worker = null;
     const error = new Error(`the database writer failed: ${why}`);
     for (const p of this.#pending.values()) p.reject(error);
     this.#pending.clear();
