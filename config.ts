@@ -38,6 +38,7 @@ const ConfigSchema = z.object({
   }).optional(),
   LOG_TAIL_BYTES: int(1024, 16 * MiB).default(64 * KiB),
   LOG_PAGE_BYTES: int(64 * KiB, 64 * MiB).default(4 * MiB),
+  LOG_FILES: flag.default(true),
   BODY_TIMEOUT_SECONDS: z.coerce.number().gt(0).max(3600).default(10),
   MAX_STREAMS: int(1, 100_000).default(256),
   STATUS_CACHE_MB: int(0, 1024).default(8),

@@ -5,6 +5,7 @@ import { FolderStore } from "./artifacts/folder_store.ts";
 import { ConfigError, isLoopback, loadConfig } from "./config.ts";
 import { randomId, systemClock } from "./db/clock.ts";
 import { openDatabase } from "./db/client.ts";
+import { logDirOf } from "./db/log_files.ts";
 import { EventStore } from "./db/event_store.ts";
 import { lockDatabase, recover } from "./jobs/recovery.ts";
 import type { SupervisorThreadOptions } from "./jobs/supervisor_thread.ts";
@@ -172,6 +173,9 @@ if (supervisorThread) {
     graceSeconds: config.CANCEL_GRACE_SECONDS,
     nice: config.JOB_NICE,
     workerId: `local-${Deno.hostname()}-${Deno.pid}`,
+    logDir: logDirOf(database.client) && config.LOG_FILES
+      ? resolve(logDirOf(database.client)!)
+      : undefined,
   };
   supervisorThread.postMessage({ init: threadOptions });
 }

@@ -5,6 +5,7 @@ import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { migrate } from "drizzle-orm/libsql/migrator";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { attachLogDir, logDirFor } from "./log_files.ts";
 import { attachReader } from "./reader.ts";
 import { type Checkpointer, checkpointer, WRITER_AUTOCHECKPOINT_PAGES } from "./checkpointer.ts";
 import * as schema from "./schema.ts";
@@ -77,6 +78,7 @@ export async function openDatabase(
   const path = url.startsWith("file:") ? url.slice("file:".length) : "";
   const file = path !== "" && path !== ":memory:";
   const detach = file ? attachReader(client, path) : () => {};
+  if (file) attachLogDir(client, logDirFor(path));
   let checkpoints: Checkpointer | null = null;
   let autocheckpointPages = 1000;
   const threadWrites = file && options.writerThread;

@@ -6,7 +6,8 @@ import type { JobStatus, StoredEvent } from "../jobs/events.ts";
 import { JobEvent } from "../jobs/events.ts";
 import type { JobState } from "../jobs/state.ts";
 import type { Db } from "./client.ts";
-import { decodeLogLines } from "./event_rows.ts";
+import { decodeLogLines, logRowText } from "./event_rows.ts";
+import { logDirOf } from "./log_files.ts";
 import { decodeJob, LOAD_JOB_SQL } from "./job_sql.ts";
 import { readRows } from "./reader.ts";
 import { events, jobs } from "./schema.ts";
@@ -46,7 +47,7 @@ const LOG_TAIL_SQL = `SELECT seq, data, log_text FROM events
 /** A log event of a tail, newest first: its seq, and its lines as an array or one text. */
 interface TailRow {
   seq: number;
-  data: { lines?: string[] };
+  data: { lines?: string[]; file?: unknown; count?: number };
   text: string | null;
 }
 
@@ -71,16 +72,22 @@ export async function getJobWithTail(
   const [row] = await readRows(db.$client, JOB_WITH_TAIL_SQL, [jobId, limits.lines]);
   if (!row) return undefined;
   const first = JSON.parse(String(row.log_tail)) as TailRow[];
+  const dir = logDirOf(db.$client);
+  for (const r of first) r.text ??= logRowText(r.data, dir);
   return { job: decodeJob(row), logs: await logTail(db, jobId, limits, first) };
 }
 
 async function tailRows(db: Db, jobId: string, before: number): Promise<TailRow[]> {
   const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
-  return rows.map((r) => ({
-    seq: Number(r.seq),
-    data: JSON.parse(String(r.data)),
-    text: r.log_text === null ? null : String(r.log_text),
-  }));
+  const dir = logDirOf(db.$client);
+  return rows.map((r) => {
+    const data = JSON.parse(String(r.data));
+    return {
+      seq: Number(r.seq),
+      data,
+      text: r.log_text === null ? logRowText(data, dir) : String(r.log_text),
+    };
+  });
 }
 
 /** A tail row's lines, newest first; a text is cut from its end only as far as it is read. */
@@ -234,8 +241,10 @@ export async function jobEvents(
     for (const r of rows) {
       if (out.length === opts.limit) return { events: out, truncated: false, more: true };
       // Pages show log lines as arrays, whichever way they are stored.
-      const data = r.type === "log" ? decodeLogLines(r.data, r.log_text) : JSON.parse(r.data);
-      const json = r.log_text === null ? r.data : JSON.stringify(data);
+      const data = r.type === "log"
+        ? decodeLogLines(r.data, r.log_text, logDirOf(db.$client))
+        : JSON.parse(r.data);
+      const json = r.type === "log" ? JSON.stringify(data) : r.data;
       const size = Buffer.byteLength(json) + EVENT_OVERHEAD;
       if (out.length > 0 && bytes + size > opts.maxBytes) {
         return { events: out, truncated: true, more: true };

@@ -1,6 +1,8 @@
 /** Read queries behind the SSE streams: pages of the log after a cursor, and the log's end. */
 import { sql } from "drizzle-orm";
 import type { Db } from "./client.ts";
+import { logRowText } from "./event_rows.ts";
+import { logDirOf } from "./log_files.ts";
 import { events } from "./schema.ts";
 
 export interface StreamPage {
@@ -36,6 +38,11 @@ export interface StreamRow {
   stream: string | null;
 }
 
+/** A row's text length when its lines are in a log file; null for every other row. */
+const FILE_CHARS = sql.raw(
+  `(case when type = 'log' and log_text is null then json_extract(data, '$.file.chars') end)`,
+);
+
 /**
  * Events after a cursor, oldest first: one page of a stream. Data longer than the page
  * budget is left out, to be read with `dataSlice`, so a page never holds a 256 KiB log
@@ -46,25 +53,32 @@ export async function eventsAfter(db: Db, page: StreamPage): Promise<StreamRow[]
   if (page.jobIds) where.push(sql`job_id in ${page.jobIds}`);
   if (page.types?.length) where.push(sql`type in ${[...page.types]}`);
   const inline = page.maxChars;
-  const rows = await db.all<StreamRow>(sql`
-    select seq, job_id, version, type, at, size,
+  // A row whose lines are in a log file (db/log_files.ts) counts its text's length.
+  const rows = await db.all<StreamRow & { in_file: number }>(sql`
+    select seq, job_id, version, type, at, size, in_file,
       case when size <= ${inline} then coalesce(log_text, data) end as data,
-      case when log_text is not null then json_extract(data, '$.stream') end as stream
+      case when log_text is not null or in_file then json_extract(data, '$.stream') end
+        as stream
     from (
-      select seq, job_id, version, type, at, data, log_text,
-        coalesce(length(log_text), length(data)) as size,
-        sum(min(coalesce(length(log_text), length(data)), ${inline}))
+      select seq, job_id, version, type, at, data, log_text, in_file,
+        coalesce(length(log_text), chars, length(data)) as size,
+        sum(min(coalesce(length(log_text), chars, length(data)), ${inline}))
           over (order by seq rows unbounded preceding)
-          - min(coalesce(length(log_text), length(data)), ${inline}) as before
-      from ${events} where ${sql.join(where, sql` and `)} order by seq limit ${page.limit}
+          - min(coalesce(length(log_text), chars, length(data)), ${inline}) as before
+      from (
+        select *, ${FILE_CHARS} as chars, ${FILE_CHARS} is not null as in_file from ${events}
+        where ${sql.join(where, sql` and `)} order by seq limit ${page.limit}
+      )
     ) where before < ${inline} order by seq`);
+  const dir = logDirOf(db.$client);
   for (const row of rows) {
+    if (row.in_file && row.data !== null) row.data = logRowText(JSON.parse(row.data), dir);
     // Streams show log lines as an array, as they were stored before migration 0007.
     if (row.stream !== null && row.data !== null) {
       row.data = JSON.stringify({ stream: row.stream, lines: row.data.split("\n") });
     }
   }
-  return rows;
+  return rows.map(({ in_file: _, ...row }) => row);
 }
 
 /**
@@ -77,10 +91,15 @@ export async function dataSlice(
   start: number,
   length: number,
 ): Promise<string> {
-  const [row] = await db.all<{ part: string }>(
-    sql`select substr(coalesce(log_text, data), ${start + 1}, ${length}) as part
+  const [row] = await db.all<{ part: string; ref: string | null }>(
+    sql`select substr(coalesce(log_text, data), ${start + 1}, ${length}) as part,
+      case when ${FILE_CHARS} is not null then data end as ref
       from ${events} where seq = ${seq}`,
   );
+  if (row?.ref) {
+    const text = logRowText(JSON.parse(row.ref), logDirOf(db.$client)) ?? "";
+    return text.slice(start, start + length);
+  }
   return row?.part ?? "";
 }
 

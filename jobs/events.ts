@@ -107,12 +107,38 @@ export const LogChunk = z.object({
   text: z.string(),
   count: z.number().int().positive(),
 });
-export type LogData = z.infer<typeof LogLines> | z.infer<typeof LogChunk>;
+/** Where a log event's lines are: `bytes` bytes of the job's log file from `offset`. */
+export const LogFileRange = z.object({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/),
+  offset: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  /** Length of the decoded text, in UTF-16 units (what a text column's length() counts). */
+  chars: z.number().int().nonnegative(),
+});
+export type LogFileRange = z.infer<typeof LogFileRange>;
 
-export const Log = z.object({ type: z.literal("log"), data: z.union([LogChunk, LogLines]) });
+/**
+ * The same lines kept in the job's log file (db/log_files.ts): where they are, and how many.
+ * Readers replace it with the text; it never reaches the API as it is.
+ */
+export const LogInFile = z.object({
+  stream: Stream,
+  count: z.number().int().positive(),
+  file: LogFileRange,
+});
+export type LogData =
+  | z.infer<typeof LogLines>
+  | z.infer<typeof LogChunk>
+  | z.infer<typeof LogInFile>;
 
-/** A log event's lines, whichever form it holds. */
+export const Log = z.object({
+  type: z.literal("log"),
+  data: z.union([LogChunk, LogInFile, LogLines]),
+});
+
+/** A log event's lines, for forms that carry them (a file range is read by db/ readers). */
 export function logLines(data: LogData): string[] {
+  if ("file" in data) throw new Error("a log file range has no lines until it is read");
   return "lines" in data ? data.lines : data.text.split("\n");
 }
 
@@ -123,6 +149,7 @@ export function logCount(data: LogData): number {
 
 /** A log event's data as the API shows it: `{stream, lines}`. */
 export function publicLog(data: LogData): z.infer<typeof LogLines> {
+  if ("file" in data) throw new Error("a log file range has no lines until it is read");
   return "lines" in data ? data : { stream: data.stream, lines: logLines(data) };
 }
 

@@ -10,6 +10,7 @@
  * values. Batches are taken off the front, bounded in bytes and in events.
  */
 import type { OutputEvent } from "./decide.ts";
+import type { LogFileRange } from "./events.ts";
 
 /** A log event takes lines until it holds this many bytes. */
 const MAX_EVENT_BYTES = 256 * 1024;
@@ -19,6 +20,8 @@ const MAX_EVENT_BYTES = 256 * 1024;
  * stays whole; a flood of 300,000 becomes a few per write.
  */
 const MAX_STATE_EVENTS = 20;
+/** What a queued event whose lines stay in the log file counts for. */
+const EVENT_BYTES = 64;
 
 type Stream = "stdout" | "stderr";
 type StateKind = "progress" | "metrics";
@@ -28,6 +31,8 @@ interface Item {
   bytes: number;
   /** An open log event's pieces, joined into its text when it is taken. */
   log?: { stream: Stream; pieces: string[]; count: number };
+  /** An open log event's range of the log file, which the next adjoining lines extend. */
+  range?: { range: LogFileRange; count: number };
 }
 
 export class OutputQueue {
@@ -76,6 +81,31 @@ export class OutputQueue {
     }
   }
 
+  /**
+   * Queues `count` lines kept in the log file at `range`, in order after the queued ones. A
+   * range that starts right after the open one's "\n" extends it (up to MAX_EVENT_BYTES).
+   */
+  inFile(stream: Stream, range: LogFileRange, count: number): void {
+    const open = this.#open[stream]?.range;
+    const last = open?.range;
+    if (
+      open && last && last.offset + last.bytes + 1 === range.offset &&
+      last.bytes < MAX_EVENT_BYTES && last.name === range.name
+    ) {
+      last.bytes += range.bytes + 1;
+      last.chars += range.chars + 1;
+      open.count += count;
+      return;
+    }
+    const current = this.#open[stream];
+    if (current?.log) close(current);
+    const event: OutputEvent = { type: "log", data: { stream, count, file: { ...range } } };
+    // Counted as a small event: the lines stay in the file, not in memory.
+    const item = this.push(event, EVENT_BYTES);
+    item.range = { range: (event.data as { file: LogFileRange }).file, count };
+    this.#open[stream] = item;
+  }
+
   /** Queues a progress; past the allowance it replaces the newest unsent one. */
   progress(event: OutputEvent & { type: "progress" }, bytes: number): void {
     const state = this.#state.progress;
@@ -118,6 +148,7 @@ export class OutputQueue {
       const item = this.#items[this.#head]!;
       this.#items[this.#head++] = undefined;
       if (item.log) close(item);
+      if (item.range) item.event = withCount(item.event, item.range.count);
       batch.push(item.event);
       bytes += item.bytes;
     }
@@ -143,6 +174,11 @@ export class OutputQueue {
     this.#open = { stdout: null, stderr: null };
     this.#state = { progress: { count: 0, last: null }, metrics: { count: 0, last: null } };
   }
+}
+
+/** A log file range's event with its final line count. */
+function withCount(event: OutputEvent, count: number): OutputEvent {
+  return event.type === "log" ? { type: "log", data: { ...event.data, count } } : event;
 }
 
 /** Joins an open log event's pieces into its text; it takes no more lines. */

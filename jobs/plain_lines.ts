@@ -41,3 +41,23 @@ export function plainRuns(
   runs.push([run === 0 ? block : block.slice(run), count]);
   return runs;
 }
+
+/**
+ * How many lines `block` (whole lines, without the last one's "\n") holds when none needs a
+ * look of its own (as for plainRuns); null otherwise.
+ */
+export function plainCount(block: string, maxLine: number): number | null {
+  if (block.includes("\r") || block.startsWith(PROTOCOL_PREFIX) || block.includes(PROTOCOL_LINE)) {
+    return null;
+  }
+  let count = 0;
+  let start = 0;
+  for (;;) {
+    const nl = block.indexOf("\n", start);
+    const end = nl < 0 ? block.length : nl;
+    if (end - start > maxLine) return null;
+    count++;
+    if (nl < 0) return count;
+    start = nl + 1;
+  }
+}

@@ -14,6 +14,9 @@
  * (a loop of `setsid -- /bin/true`: 1.2 ms more than `/bin/true` alone with util-linux's,
  * 0.55 ms with busybox's).
  */
+import { spawn as spawnNode } from "node:child_process";
+import { constants } from "node:os";
+
 /** execvp()'s search path when the environment has no PATH. */
 const DEFAULT_PATH = "/usr/bin:/bin";
 const BUSYBOX = "/bin/busybox";
@@ -44,25 +47,41 @@ export function setsidProgram(): SetsidProgram {
  * 16 no-op jobs at a time).
  */
 export interface Leader {
-  child: Deno.ChildProcess;
+  child: JobChild;
   readonly leading: Promise<void>;
 }
+
+/** A spawned job's process: `stdout` is null when it writes to a file. */
+export interface JobChild {
+  readonly pid: number;
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly stdout: AsyncIterable<Uint8Array> | null;
+  readonly stderr: AsyncIterable<Uint8Array>;
+}
+
+export type SpawnOptions = Omit<Deno.CommandOptions, "args" | "detached" | "cwd" | "stdout"> & {
+  /** Which way to start it; by default, setsidProgram(). */
+  setsid?: SetsidProgram;
+  /**
+   * An open file descriptor the job's stdout goes to (its log file), instead of a pipe.
+   * Needs a setsid program; `Deno.Command` cannot pass a descriptor, node's spawn can.
+   */
+  stdoutFd?: number;
+};
 
 /**
  * Spawns `command` in a new session whose process group is led by the child (pgid = pid).
  * Throws as `Deno.Command` does when the program cannot be found or run.
  */
-export function spawnLeader(
-  command: string[],
-  options: Omit<Deno.CommandOptions, "args" | "detached" | "cwd"> & {
-    /** Which way to start it; by default, setsidProgram(). */
-    setsid?: SetsidProgram;
-  },
-): Leader {
-  const { setsid = setsidProgram(), ...rest } = options;
+export function spawnLeader(command: string[], options: SpawnOptions): Leader {
+  const { setsid = setsidProgram(), stdoutFd, ...rest } = options;
   if (!setsid) {
+    if (stdoutFd !== undefined) {
+      throw new Error("a job's stdout goes to a file only through setsid");
+    }
     const child = new Deno.Command(command[0], {
       ...rest,
+      stdout: "piped",
       args: command.slice(1),
       detached: true,
     })
@@ -71,11 +90,11 @@ export function spawnLeader(
   }
   // Found here, so that a missing program fails the spawn (spawn_failed), not the job.
   const program = resolveProgram(command[0], rest.env?.PATH ?? DEFAULT_PATH);
-  const child = new Deno.Command(setsid[0], {
-    ...rest,
-    // A path, never a bare name: busybox would run its own applet of that name instead.
-    args: [...setsid.slice(1), "--", program, ...command.slice(1)],
-  }).spawn();
+  // A path, never a bare name: busybox would run its own applet of that name instead.
+  const argv = [...setsid, "--", program, ...command.slice(1)];
+  const child = stdoutFd === undefined
+    ? new Deno.Command(argv[0], { ...rest, stdout: "piped", args: argv.slice(1) }).spawn()
+    : spawnToFile(argv, rest.env ?? {}, stdoutFd);
   let leading: Promise<void> | null = null;
   return {
     child,
@@ -83,6 +102,34 @@ export function spawnLeader(
       return leading ??= becomesLeader(child.pid);
     },
   };
+}
+
+/**
+ * Spawns `argv` with stdout on `fd` and stderr piped, stdin closed, in exactly `env`.
+ * Throws, as `Deno.Command` does, when it cannot start.
+ */
+function spawnToFile(argv: string[], env: Record<string, string>, fd: number): JobChild {
+  const child = spawnNode(argv[0], argv.slice(1), { env, stdio: ["ignore", fd, "pipe"] });
+  // Node reports a failed spawn (E2BIG, EAGAIN, ENOMEM...) as an 'error' event after this
+  // returns; unheard, it would be an uncaught error that ends the whole thread.
+  let failure: Error | null = null;
+  child.once("error", (e) => failure ??= e);
+  if (child.pid === undefined || !child.stderr) {
+    throw new Deno.errors.NotFound(`Failed to spawn '${argv[0]}'`);
+  }
+  const status = new Promise<Deno.CommandStatus>((resolve, reject) => {
+    if (failure) return reject(failure);
+    child.once("exit", (code, signal) => {
+      const number = signal ? constants.signals[signal] : 0;
+      resolve({
+        success: code === 0,
+        code: code ?? 128 + number,
+        signal: signal as Deno.Signal | null,
+      });
+    });
+    child.once("error", reject);
+  });
+  return { pid: child.pid, status, stdout: null, stderr: child.stderr };
 }
 
 /**

@@ -26,7 +26,8 @@ import type { Runtime } from "../models/runtime.ts";
 import type { TrainingSpec } from "../models/spec.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import { removeJobFiles, settleModel, settlesWithin, stderrTail } from "./job_end.ts";
-import { type Leader, setsidProgram, spawnLeader } from "./spawn.ts";
+import { type JobChild, type Leader, setsidProgram, spawnLeader } from "./spawn.ts";
+import { type LogCapture, LogFolder } from "./log_capture.ts";
 import { jobEnv, LaunchPlanner, type Prepared } from "./launch_plan.ts";
 
 export interface SupervisorOptions {
@@ -54,6 +55,11 @@ export interface SupervisorOptions {
    * in the log, so a restart finds it there; a remote lease would expire unheartbeated.
    */
   prefetch?: number;
+  /**
+   * The log folder of the local database (LOG_FILES): jobs' stdout is written to files there,
+   * and stored log events hold ranges of them. Unset: stdout is piped and stored as text.
+   */
+  logDir?: string;
   /** Where finished models are kept (ARTIFACT_STORE); unset records no stored artifact. */
   artifacts?: ArtifactStore;
   log?: (message: string) => void;
@@ -63,13 +69,17 @@ type StopReason = "cancel" | "timeout" | "shutdown" | "output_failed";
 
 interface Running {
   job: JobState;
-  child: Deno.ChildProcess;
+  child: JobChild;
+  /** Its stdout's log file, when it writes to one. */
+  capture: LogCapture | null;
   command: string[];
   /** What the job trains from; recorded with its model so that reuse can match it. */
   spec: TrainingSpec;
   collector: OutputCollector;
   /** Both output streams read to their end. */
   reading: Promise<unknown>;
+  /** Its stdout's file read to its end (null when piped). */
+  fileRead: Promise<void> | null;
   /** Settles once the start is recorded (or recorded as failed). */
   recorded: Promise<void>;
   /** Its `leading` settles once it leads its own group, so that the group can be signalled. */
@@ -96,9 +106,12 @@ export class Supervisor {
   #again = false;
 
   readonly #plan: LaunchPlanner;
+  readonly #logs: LogFolder | null;
 
   constructor(readonly port: WorkerPort, readonly opts: SupervisorOptions) {
     this.#plan = new LaunchPlanner(opts);
+    // As many spare log files as jobs that can start at once, up to 16.
+    this.#logs = opts.logDir ? new LogFolder(opts.logDir, Math.min(opts.maxConcurrent, 16)) : null;
   }
 
   /** Starts taking work. */
@@ -215,6 +228,7 @@ export class Supervisor {
         void this.pump();
       };
       void this.#supervise(r, release).finally(() => {
+        r.capture?.close();
         release();
         this.#ending.delete(r.done);
         r.finish();
@@ -222,20 +236,34 @@ export class Supervisor {
     }
   }
 
+  /** A log file for the job's stdout, when there is a log folder; else it is piped. */
+  #capture(jobId: string): LogCapture | null {
+    if (!this.#logs || !setsidProgram()) return null;
+    try {
+      return this.#logs.open(jobId);
+    } catch (e) {
+      this.opts.log?.(`job ${jobId}: no log file (${e}); its stdout is piped`);
+      return null;
+    }
+  }
+
   /** Spawns one job and sends its start without waiting; null when it could not spawn. */
   #spawn({ job, type, command, spec }: Prepared): Running | null {
     let leader: Leader;
+    let capture: LogCapture | null = null;
     // Taken before the spawn: every file the job writes is newer (see removeArtifacts).
     const launchedAt = Date.now();
     try {
+      capture = this.#capture(job.job_id);
       leader = spawnLeader(command, {
         env: jobEnv(job, type.env, spec, this.opts),
         clearEnv: true,
         stdin: "null",
-        stdout: "piped",
+        stdoutFd: capture?.fd,
         stderr: "piped",
       });
     } catch (e) {
+      capture?.close();
       const why = e instanceof Error ? e.message : String(e);
       void this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`)
         .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
@@ -273,17 +301,20 @@ export class Supervisor {
         void leader.leading.then(() => setAutogroupNice(child.pid, nice, log));
       }
     });
+    const fileRead = capture ? collector.consumeFile(capture, capture.ended) : null;
     let finish!: () => void;
     return {
       job,
       child,
+      capture,
       command,
       collector,
       // A broken pipe must not keep the job from being recorded as ended.
       reading: Promise.all([
-        collector.consume(child.stdout, "stdout"),
+        fileRead ?? collector.consume(child.stdout!, "stdout"),
         collector.consume(child.stderr, "stderr"),
       ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
+      fileRead,
       recorded,
       leader,
       spec,
@@ -323,12 +354,17 @@ export class Supervisor {
     if (strays.killed.length) {
       this.opts.log?.(`job ${job.job_id}: killed escaped process(es) ${strays.killed.join(", ")}`);
     }
+    // Nothing of the job is left to write its stdout's file: all of it is read, however far
+    // the reader is behind (the job never waited for it), and nothing written after this.
+    r.capture?.end();
+    await r.fileRead?.catch(() => {});
     // One that escaped even that can hold the pipes open forever; its output after the job
     // ended is not the job's.
     if (!await settlesWithin(r.reading, PIPE_DRAIN_MS)) {
       this.opts.log?.(`job ${job.job_id}: output pipes still open after exit; not waiting`);
     }
     await collector.close();
+    r.capture?.close();
     const log = (m: string) => this.opts.log?.(`job ${job.job_id}: ${m}`);
     const model = await settleModel({
       modelsDir: this.opts.modelsDir,

@@ -17,6 +17,8 @@ export interface SupervisorThreadOptions {
   graceSeconds: number;
   nice: number;
   workerId: string;
+  /** The local database's log folder when jobs' stdout goes to log files (LOG_FILES). */
+  logDir?: string;
 }
 
 type Control = { init: SupervisorThreadOptions } | { control: "shutdown" };
@@ -45,6 +47,7 @@ channel.addEventListener("message", async (event) => {
       graceSeconds: o.graceSeconds,
       nice: o.nice,
       workerId: o.workerId,
+      logDir: o.logDir,
       artifacts: await artifactStore(o.modelsDir),
       log: (m) => console.log(`[trainer] ${m}`),
     });

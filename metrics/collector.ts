@@ -226,6 +226,7 @@ async function workerStates(deps: MetricsDeps, now: string) {
  */
 function logBytesOf(data: LogData): number {
   if ("text" in data) return Buffer.byteLength(data.text) + 1;
+  if ("file" in data) return data.file.bytes + 1;
   return data.lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
 }
 

@@ -17,6 +17,7 @@ Deno.test("defaults", () => {
     LOG_TAIL_LINES: 200,
     LOG_TAIL_BYTES: 65536,
     LOG_PAGE_BYTES: 4 * 1024 * 1024,
+    LOG_FILES: true,
     ALLOWED_HOSTS: undefined,
     BODY_TIMEOUT_SECONDS: 10,
     DATABASE_AUTH_TOKEN: undefined,

@@ -4,6 +4,7 @@
  * missing, so the job is recorded spawn_failed rather than run.
  */
 import assert from "node:assert/strict";
+import { closeSync, openSync } from "node:fs";
 import { groupAlive, signalGroup } from "../jobs/process.ts";
 import { isStatic, type SetsidProgram, setsidProgram, spawnLeader } from "../jobs/spawn.ts";
 
@@ -11,8 +12,7 @@ const OPTIONS = {
   env: { PATH: "/usr/bin:/bin" },
   clearEnv: true,
   stdin: "null",
-  stdout: "piped",
-  stderr: "null",
+  stderr: "piped",
 } as const;
 
 function ids(pid: number): { pgrp: number; session: number } {
@@ -22,70 +22,111 @@ function ids(pid: number): { pgrp: number; session: number } {
 }
 
 /** Every way a job can be started on this machine: the default, and each fallback. */
-const WAYS: [string, SetsidProgram][] = [
-  ["the default", setsidProgram()],
-  ["util-linux setsid", ["/usr/bin/setsid"]],
-  ["detached: true (no setsid program)", null],
+const WAYS: [string, SetsidProgram, { toFile: boolean }][] = [
+  ["the default", setsidProgram(), { toFile: false }],
+  ["the default, stdout to a log file", setsidProgram(), { toFile: true }],
+  ["util-linux setsid", ["/usr/bin/setsid"], { toFile: false }],
+  ["util-linux setsid, stdout to a log file", ["/usr/bin/setsid"], { toFile: true }],
+  ["detached: true (no setsid program)", null, { toFile: false }],
 ];
-if (isStatic("/bin/busybox")) WAYS.push(["busybox setsid", ["/bin/busybox", "setsid"]]);
+if (isStatic("/bin/busybox")) {
+  WAYS.push(["busybox setsid", ["/bin/busybox", "setsid"], { toFile: false }]);
+  WAYS.push(["busybox setsid, stdout to a log file", ["/bin/busybox", "setsid"], {
+    toFile: true,
+  }]);
+}
 
-for (const [way, setsid] of WAYS) {
+/** Spawns `command` the way under test; `stdout()` resolves to its first line of output. */
+function spawnWay(command: string[], setsid: SetsidProgram, toFile: boolean) {
+  if (!toFile) {
+    const leader = spawnLeader(command, { ...OPTIONS, setsid });
+    const stdout = async () => {
+      for await (const chunk of leader.child.stdout!) {
+        return new TextDecoder().decode(chunk).split("\n")[0];
+      }
+      return "";
+    };
+    return { ...leader, stdout, cleanup: () => {} };
+  }
+  const path = Deno.makeTempFileSync();
+  const fd = openSync(path, "a");
+  try {
+    const leader = spawnLeader(command, { ...OPTIONS, setsid, stdoutFd: fd });
+    const stdout = async () => {
+      for (let i = 0; i < 500; i++) {
+        const text = Deno.readTextFileSync(path);
+        if (text.includes("\n")) return text.split("\n")[0];
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return "";
+    };
+    return { ...leader, stdout, cleanup: () => Deno.removeSync(path) };
+  } catch (e) {
+    Deno.removeSync(path);
+    throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function text(stream: AsyncIterable<Uint8Array>): Promise<string> {
+  let out = "";
+  for await (const chunk of stream) out += new TextDecoder().decode(chunk);
+  return out;
+}
+
+for (const [way, setsid, { toFile }] of WAYS) {
   Deno.test(`spawnLeader (${way}): the job leads its own session and process group`, async (t) => {
     await t.step(
       "once leading, pgid and sid are the job's pid, and it runs the command",
       async () => {
-        const { child, leading } = spawnLeader(["sh", "-c", "echo $$; sleep 60"], {
-          ...OPTIONS,
+        const { child, leading, stdout, cleanup } = spawnWay(
+          ["sh", "-c", "echo $$; sleep 60"],
           setsid,
-        });
+          toFile,
+        );
         try {
           await leading;
           assert.deepEqual(ids(child.pid), { pgrp: child.pid, session: child.pid });
-          const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-          const { value } = await reader.read();
           // exec in place: the pid the supervisor records is the script's own.
-          assert.equal(Number(value?.trim()), child.pid);
-          reader.releaseLock();
+          assert.equal(Number((await stdout()).trim()), child.pid);
           assert.ok(groupAlive(child.pid));
         } finally {
           signalGroup(child.pid, "SIGKILL");
           await child.status;
-          await child.stdout.cancel().catch(() => {});
+          cleanup();
         }
       },
     );
 
     await t.step("a group signal sent as soon as it leads reaches the job", async () => {
-      const { child, leading } = spawnLeader(["sleep", "60"], {
-        ...OPTIONS,
-        stdout: "null",
-        setsid,
-      });
+      const { child, leading, cleanup } = spawnWay(["sleep", "60"], setsid, toFile);
       await leading;
       assert.ok(signalGroup(child.pid, "SIGTERM"));
-      assert.equal((await child.status).signal, "SIGTERM");
+      const status = await child.status;
+      assert.equal(status.signal, "SIGTERM");
+      assert.equal(status.success, false);
+      cleanup();
     });
 
     await t.step("its exit status and stderr are the job's own", async () => {
-      const { child } = spawnLeader(["sh", "-c", "echo oops >&2; exit 3"], {
-        ...OPTIONS,
-        stdout: "null",
-        stderr: "piped",
-        setsid,
-      });
-      const out = await child.output();
-      assert.equal(out.code, 3);
-      assert.equal(new TextDecoder().decode(out.stderr), "oops\n");
+      const { child, cleanup } = spawnWay(["sh", "-c", "echo oops >&2; exit 3"], setsid, toFile);
+      const [status, err] = await Promise.all([child.status, text(child.stderr)]);
+      assert.equal(status.code, 3);
+      assert.equal(status.success, false);
+      assert.equal(status.signal, null);
+      assert.equal(err, "oops\n");
+      cleanup();
     });
 
     await t.step("a program that is not there, or not executable, fails the spawn", async () => {
       const plain = await Deno.makeTempFile();
-      const o = { ...OPTIONS, setsid };
-      assert.throws(() => spawnLeader(["no-such-program-here"], o), Deno.errors.NotFound);
-      assert.throws(() => spawnLeader(["/no/such/program"], o), Deno.errors.NotFound);
+      const spawn = (command: string[]) => spawnWay(command, setsid, toFile);
+      assert.throws(() => spawn(["no-such-program-here"]), Deno.errors.NotFound);
+      assert.throws(() => spawn(["/no/such/program"]), Deno.errors.NotFound);
       await Deno.chmod(plain, 0o644);
       try {
-        assert.throws(() => spawnLeader([plain], o), Deno.errors.PermissionDenied);
+        assert.throws(() => spawn([plain]), Deno.errors.PermissionDenied);
       } finally {
         await Deno.remove(plain);
       }

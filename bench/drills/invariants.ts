@@ -7,6 +7,7 @@ import { inArray } from "drizzle-orm";
 import { isDeepStrictEqual } from "node:util";
 import { openDatabase } from "../../db/client.ts";
 import { decodeLogLines } from "../../db/event_rows.ts";
+import { logDirOf } from "../../db/log_files.ts";
 import { replay } from "../../db/rebuild.ts";
 import { rowToState } from "../../db/rows.ts";
 import { events, jobs } from "../../db/schema.ts";
@@ -57,7 +58,9 @@ export async function checkStoppedDatabase(dbPath: string, w: Witness): Promise<
       const part = seqs.slice(i, i + 500);
       for (const e of await database.db.select().from(events).where(inArray(events.seq, part))) {
         // As clients see it: log lines as an array, however they are stored.
-        const data = e.type === "log" ? decodeLogLines(e.data, e.log_text) : JSON.parse(e.data);
+        const data = e.type === "log"
+          ? decodeLogLines(e.data, e.log_text, logDirOf(database.client))
+          : JSON.parse(e.data);
         stored.set(e.seq, { ...e, data });
       }
     }

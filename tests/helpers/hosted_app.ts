@@ -10,6 +10,7 @@ import type { Clock } from "../../db/clock.ts";
 import type { Database } from "../../db/client.ts";
 import type { EventStore } from "../../db/event_store.ts";
 import { decodeLogLines } from "../../db/event_rows.ts";
+import { logDirOf } from "../../db/log_files.ts";
 import { replay } from "../../db/rebuild.ts";
 import { rowToState } from "../../db/rows.ts";
 import { jobs as jobsTable } from "../../db/schema.ts";
@@ -147,7 +148,11 @@ export async function hostedApp(opts: { apiToken?: string } = {}): Promise<Hoste
         version: Number(r.version),
         type: String(r.type),
         data: r.type === "log"
-          ? decodeLogLines(String(r.data), r.log_text === null ? null : String(r.log_text))
+          ? decodeLogLines(
+            String(r.data),
+            r.log_text === null ? null : String(r.log_text),
+            logDirOf(database.client),
+          )
           : JSON.parse(String(r.data)),
       }));
     },
