@@ -14,6 +14,7 @@ import { OutputQueue } from "./output_queue.ts";
 import { plainCount, plainRuns } from "./plain_lines.ts";
 import { decodeRange } from "../db/log_files.ts";
 import type { LogSource } from "./log_capture.ts";
+import { readSpool } from "./spool_reader.ts";
 import { parseProtocol, PROTOCOL_PREFIX, type ProtocolMessage } from "./protocol.ts";
 
 export { PROTOCOL_PREFIX } from "./protocol.ts";
@@ -46,34 +47,6 @@ const MAX_TRIES = 8;
 const MAX_WARNINGS = 50;
 /** Bytes a small event (progress, warning, artifact) is counted as, at least. */
 const EVENT_OVERHEAD = 64;
-
-/** Bytes read from a log file at a time: about one log event's worth. */
-const FILE_READ_BYTES = 256 * 1024;
-/** Longest wait before looking at a quiet log file again (it doubles from 1 ms). */
-const FILE_POLL_MAX_MS = 25;
-/** Bytes read last that are read again before reading on: a rewritten file shows there. */
-const GUARD_BYTES = 32;
-/** Longest the reader of a job's file keeps its thread without letting other work run. */
-const YIELD_MS = 10;
-
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** The last `size` bytes of what the guard held followed by the bytes just read. */
-function lastBytes(
-  before: Uint8Array,
-  buf: Uint8Array,
-  from: number,
-  end: number,
-  size: number,
-): Uint8Array {
-  const joined = new Uint8Array(before.length + end - from);
-  joined.set(before);
-  joined.set(buf.subarray(from, end), before.length);
-  return joined.subarray(joined.length - size);
-}
 
 function inFile(event: OutputEvent): boolean {
   return event.type === "log" && "file" in event.data;
@@ -140,118 +113,25 @@ export class OutputCollector {
 
   /**
    * Reads a job's stdout from the file it writes (LogSource) as it writes it, until `ended`
-   * and the file's end then. Runs of plain lines are kept in the job's log file and queued
-   * as ranges of it, synced before they are sent; any other line is handled as a pipe's.
+   * and the file's end then (jobs/spool_reader.ts). Runs of plain lines are kept in the job's
+   * log file and queued as ranges of it, synced before they are sent; any other line is
+   * handled as a pipe's.
    */
   async consumeFile(file: LogSource, ended: Promise<void>): Promise<void> {
     this.#logFile = file;
-    let done = false;
-    let wake: (() => void) | null = null;
-    ended.then(() => {
-      done = true;
-      wake?.();
+    await readSpool(file, ended, {
+      lines: (bytes) => this.#fileLines(file, bytes),
+      cut: (text) => this.#cut("stdout", text),
+      line: (text) => this.#line("stdout", text),
+      last: (text) => {
+        const rest = this.#split("stdout", text);
+        if (rest) this.#line("stdout", rest);
+      },
+      room: () =>
+        this.#queue.bytes > this.#cap && this.#failure === null
+          ? new Promise<void>((r) => this.#room.push(r))
+          : null,
     });
-    // What follows the last whole line stays at its start: always less than all of it.
-    const buf = new Uint8Array(FILE_READ_BYTES);
-    let have = 0;
-    let pos = 0; // the file offset of buf[0]
-    let idle = 1;
-    let final = false;
-    let yielded = performance.now();
-    // Inside a line longer than the buffer: its text so far, handled as a pipe's.
-    let long: { decoder: TextDecoder; rest: string } | null = null;
-    // The last bytes read, to see that they are still there before reading on.
-    const guard = new Uint8Array(GUARD_BYTES);
-    const check = new Uint8Array(GUARD_BYTES);
-    let guarded = 0;
-    for (;;) {
-      // The job rewrote its stdout (`> /dev/stdout` truncates it): all of it is new.
-      const readEnd = pos + have;
-      if (guarded > 0) {
-        const got = file.read(check.subarray(0, guarded), readEnd - guarded);
-        if (got < guarded || !equal(check.subarray(0, guarded), guard.subarray(0, guarded))) {
-          [pos, have, long, guarded] = [0, 0, null, 0];
-          continue;
-        }
-      }
-      // A read of the page cache takes microseconds: an async read's trip through the
-      // runtime's blocking pool cost more than the read (0.3 ms of this thread per no-op job).
-      const n = file.read(buf.subarray(have), pos + have);
-      if (n > 0) {
-        const end = have + n;
-        const before = guard.subarray(0, guarded);
-        guarded = Math.min(GUARD_BYTES, pos + end);
-        guard.set(
-          end >= guarded
-            ? buf.subarray(end - guarded, end)
-            : lastBytes(before, buf, have, end, guarded),
-        );
-      }
-      if (n === 0) {
-        if (final) break;
-        if (done) final = true;
-        else {
-          await new Promise<void>((r) => {
-            const timer = setTimeout(r, idle);
-            wake = () => (clearTimeout(timer), r());
-          });
-          wake = null;
-          idle = Math.min(idle * 2, FILE_POLL_MAX_MS);
-          yielded = performance.now();
-        }
-        continue;
-      }
-      idle = 1;
-      have += n;
-      // A byte-order mark at the start is dropped, as a pipe's decoder drops it.
-      if (pos === 0 && have >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) {
-        buf.copyWithin(0, 3, have);
-        [have, pos] = [have - 3, 3];
-      }
-      let used = 0;
-      if (long) {
-        const nl = buf.subarray(0, have).indexOf(10);
-        const end = nl < 0 ? have : nl;
-        const text = long.rest + long.decoder.decode(buf.subarray(0, end), { stream: nl < 0 });
-        long.rest = this.#cut("stdout", text);
-        if (nl >= 0) {
-          // The empty end of a line cut into exact pieces is not a line (as in #split).
-          if (long.rest !== "") this.#line("stdout", long.rest);
-          long = null;
-        }
-        used = nl < 0 ? have : nl + 1;
-      }
-      if (!long) {
-        const last = buf.subarray(used, have).lastIndexOf(10);
-        if (last >= 0) {
-          this.#fileLines(file, buf.subarray(used, used + last + 1));
-          used += last + 1;
-        } else if (have - used >= FILE_READ_BYTES) {
-          // No line end in a whole buffer: the line is cut into pieces as a pipe's would be.
-          long = { decoder: new TextDecoder("utf-8", { ignoreBOM: true }), rest: "" };
-          const text = long.decoder.decode(buf.subarray(used, have), { stream: true });
-          long.rest = this.#cut("stdout", text);
-          used = have;
-        }
-      }
-      buf.copyWithin(0, used, have);
-      have -= used;
-      pos += used;
-      while (this.#queue.bytes > this.#cap && this.#failure === null) {
-        await new Promise<void>((r) => this.#room.push(r));
-        yielded = performance.now();
-      }
-      // A job that never pauses must not keep this thread from its timers and other jobs.
-      if (performance.now() - yielded > YIELD_MS) {
-        await new Promise((r) => setTimeout(r, 0));
-        yielded = performance.now();
-      }
-    }
-    // The last line, without its "\n".
-    let rest = long ? long.rest + long.decoder.decode(buf.subarray(0, have)) : "";
-    if (!long && have > 0) rest = decodeRange(buf.subarray(0, have));
-    rest = this.#split("stdout", rest);
-    if (rest) this.#line("stdout", rest);
   }
 
   /** Queues whole lines read from the job's stdout (`bytes` ends with a "\n"). */

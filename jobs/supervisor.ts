@@ -110,8 +110,7 @@ export class Supervisor {
 
   constructor(readonly port: WorkerPort, readonly opts: SupervisorOptions) {
     this.#plan = new LaunchPlanner(opts);
-    // As many spare log files as jobs that can start at once, up to 16.
-    this.#logs = opts.logDir ? new LogFolder(opts.logDir, Math.min(opts.maxConcurrent, 16)) : null;
+    this.#logs = opts.logDir ? this.#logFolder(opts.logDir) : null;
   }
 
   /** Starts taking work. */
@@ -233,6 +232,16 @@ export class Supervisor {
         this.#ending.delete(r.done);
         r.finish();
       });
+    }
+  }
+
+  /** The log folder, with as many spare spools as jobs that can start at once (up to 16). */
+  #logFolder(dir: string): LogFolder | null {
+    try {
+      return new LogFolder(dir, Math.min(this.opts.maxConcurrent, 16));
+    } catch (e) {
+      this.opts.log?.(`log folder ${dir} cannot be used (${e}); jobs' stdout is piped`);
+      return null;
     }
   }
 

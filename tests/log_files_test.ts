@@ -9,7 +9,6 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import type { OutputEvent } from "../jobs/decide.ts";
 import { logLines } from "../jobs/events.ts";
 import { type LogCapture, LogFolder, type LogSource } from "../jobs/log_capture.ts";
-import { signalGroup } from "../jobs/process.ts";
 import { spawnLeader } from "../jobs/spawn.ts";
 import { OutputCollector } from "../jobs/output.ts";
 import { logFileName, readLogRange } from "../db/log_files.ts";
