@@ -29,16 +29,20 @@ export interface LogSource {
   keep(lines: Uint8Array): { name: string; offset: number };
   /** Resolves once everything kept so far is on disk, the file's name included. */
   sync(): Promise<void>;
+  /** Told how far the reader is (`readTo`); resolves when it may read on. */
+  behind?(readTo: number): Promise<void>;
 }
 
 const SPOOL = ".spool-";
+/** Unread spool past which the job is stopped until the reader is within SPOOL_LAG_RESUME. */
+const SPOOL_LAG_MAX = 256 * 1024 * 1024;
+const SPOOL_LAG_RESUME = 64 * 1024 * 1024;
 
 /**
  * A server's log folder. A job's spool is a spare made ahead of time, off the supervisor's
  * thread: on the ext4 of our machines (no journal) creating a file after many were removed
  * took 2 ms in the kernel, looking for a free inode, and that was on every launch's path
- * (dispatch p50 went from 3 to 5.7 ms). A spare was never given to a job, so an empty one
- * left by an earlier run is used like the others; any other was a dead run's spool.
+ * (dispatch p50 went from 3 to 5.7 ms).
  */
 export class LogFolder {
   #spares: string[] = [];
@@ -47,11 +51,10 @@ export class LogFolder {
   constructor(readonly dir: string, readonly keep: number) {
     Deno.mkdirSync(dir, { recursive: true });
     syncDir(`${dir}/..`);
+    // An earlier run's spools go, spares too: a process of a job that outlived that run
+    // could still hold one and write into the next job's output.
     for (const entry of Deno.readDirSync(dir)) {
-      if (!entry.isFile || !entry.name.startsWith(SPOOL)) continue;
-      const path = `${dir}/${entry.name}`;
-      if (Deno.statSync(path).size === 0) this.#spares.push(entry.name);
-      else Deno.removeSync(path);
+      if (entry.isFile && entry.name.startsWith(SPOOL)) Deno.removeSync(`${dir}/${entry.name}`);
     }
     this.#refill();
   }
@@ -73,7 +76,8 @@ export class LogFolder {
     (async () => {
       while (this.#spares.length < this.keep) {
         const name = `${SPOOL}${crypto.randomUUID()}`;
-        (await Deno.open(`${this.dir}/${name}`, { write: true, createNew: true })).close();
+        const path = `${this.dir}/${name}`;
+        (await Deno.open(path, { write: true, createNew: true, mode: 0o600 })).close();
         this.#spares.push(name);
       }
     })().catch(() => {}).finally(() => this.#filling = false);
@@ -94,7 +98,12 @@ export class LogCapture implements LogSource {
   #syncing = 0;
   #closed = false;
 
-  constructor(readonly dir: string, jobId: string, spool: string) {
+  constructor(
+    readonly dir: string,
+    jobId: string,
+    spool: string,
+    readonly lag = { max: SPOOL_LAG_MAX, resume: SPOOL_LAG_RESUME },
+  ) {
     this.name = logFileName(jobId);
     this.#path = `${dir}/${this.name}`;
     this.#spool = `${dir}/${spool}`;
@@ -116,12 +125,14 @@ export class LogCapture implements LogSource {
 
   keep(lines: Uint8Array): { name: string; offset: number } {
     if (this.#closed) throw new Error(`${this.name}: the capture was closed`);
-    this.#log ??= this.#openLog();
-    const offset = this.#log.size;
-    for (let at = 0; at < lines.length;) {
-      at += writeSync(this.#log.fd, lines, at, lines.length - at);
+    const log = this.#log ??= this.#openLog();
+    const offset = log.size;
+    try {
+      for (let at = 0; at < lines.length;) at += writeSync(log.fd, lines, at, lines.length - at);
+    } finally {
+      // A write that failed part way (ENOSPC) left some bytes: what follows goes after them.
+      log.size = fstatSync(log.fd).size;
     }
-    this.#log.size += lines.length;
     return { name: this.name, offset };
   }
 
@@ -137,6 +148,8 @@ export class LogCapture implements LogSource {
   }
 
   async sync(): Promise<void> {
+    // After close() the number may already be another file's.
+    if (this.#closed) throw new Error(`${this.name}: the capture was closed`);
     const log = this.#log;
     if (log === null) return;
     this.#syncing++;
@@ -153,8 +166,39 @@ export class LogCapture implements LogSource {
     }
   }
 
+  /**
+   * Stops the job (`pause(true)`: SIGSTOP to its group, set by the supervisor) while the
+   * reader is more than SPOOL_LAG_MAX behind it, and lets it go on once it is within
+   * SPOOL_LAG_RESUME: the job waits as it would on a full pipe, and a job printing forever
+   * grows the disk only as fast as its lines are kept.
+   */
+  pause: ((stop: boolean) => void) | null = null;
+  #paused = false;
+
+  behind(readTo: number): Promise<void> {
+    if (!this.pause || this.#closed) return Promise.resolve();
+    const lag = this.size() - readTo;
+    if (!this.#paused && lag > this.lag.max && this.#endSize === null) {
+      this.#paused = true;
+      this.pause(true);
+    } else if (this.#paused && lag <= this.lag.resume) {
+      this.#paused = false;
+      this.pause(false);
+    }
+    return Promise.resolve();
+  }
+
+  /** Lets a paused job go on, and never pauses it again (it is being stopped, or ended). */
+  release(): void {
+    const pause = this.pause;
+    this.pause = null;
+    if (this.#paused) pause?.(false);
+    this.#paused = false;
+  }
+
   /** No process of the job is left: the reader stops at what the spool holds now. */
   end(): void {
+    this.release();
     if (this.#endSize === null && !this.#closed) this.#endSize = this.size();
     this.#end();
   }

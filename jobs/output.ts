@@ -144,7 +144,16 @@ export class OutputCollector {
       if (rest) this.#line("stdout", rest);
       return;
     }
-    const { name, offset } = file.keep(bytes);
+    let kept: { name: string; offset: number };
+    try {
+      kept = file.keep(bytes);
+    } catch (e) {
+      // The job's lines cannot be kept (a full disk): it fails, it does not run on unlogged.
+      this.#tries = 1;
+      this.#giveUp(0, e);
+      return;
+    }
+    const { name, offset } = kept;
     this.lines += count;
     const range = { name, offset, bytes: bytes.length - 1, chars: text.length };
     this.#queue.inFile("stdout", range, count);

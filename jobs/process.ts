@@ -127,7 +127,7 @@ export function niceThisThread(nice: number, log: (message: string) => void): vo
 }
 
 /** Signals the whole group; false when it was already gone. */
-export function signalGroup(pgid: number, signal: StopSignal): boolean {
+export function signalGroup(pgid: number, signal: StopSignal | "SIGSTOP" | "SIGCONT"): boolean {
   try {
     Deno.kill(-pgid, signal);
     return true;

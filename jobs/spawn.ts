@@ -117,8 +117,10 @@ function spawnToFile(argv: string[], env: Record<string, string>, fd: number): J
   if (child.pid === undefined || !child.stderr) {
     throw new Deno.errors.NotFound(`Failed to spawn '${argv[0]}'`);
   }
-  const status = new Promise<Deno.CommandStatus>((resolve, reject) => {
-    if (failure) return reject(failure);
+  // A failure reported later still ends the job as a failed run (127: could not execute).
+  const status = new Promise<Deno.CommandStatus>((resolve) => {
+    const failed = () => resolve({ success: false, code: 127, signal: null });
+    if (failure) return failed();
     child.once("exit", (code, signal) => {
       const number = signal ? constants.signals[signal] : 0;
       resolve({
@@ -127,7 +129,7 @@ function spawnToFile(argv: string[], env: Record<string, string>, fd: number): J
         signal: signal as Deno.Signal | null,
       });
     });
-    child.once("error", reject);
+    child.once("error", failed);
   });
   return { pid: child.pid, status, stdout: null, stderr: child.stderr };
 }

@@ -28,6 +28,8 @@ const FILE_READ_BYTES = 256 * 1024;
 const FILE_POLL_MAX_MS = 25;
 /** Bytes read last that are read again before reading on: a rewritten file shows there. */
 const GUARD_BYTES = 32;
+/** Bytes read between two looks at how far behind the job the reader is. */
+const LAG_CHECK_BYTES = 8 * 1024 * 1024;
 /** Longest the reader of a job's file keeps its thread without letting other work run. */
 const YIELD_MS = 10;
 
@@ -75,13 +77,18 @@ export async function readSpool(
   const guard = new Uint8Array(GUARD_BYTES);
   const check = new Uint8Array(GUARD_BYTES);
   let guarded = 0;
+  let readBytes = 0;
+  let resetAfterEnd = false;
   for (;;) {
     // The job rewrote its stdout (`> /dev/stdout` truncates it): all of it is new.
     const readEnd = pos + have;
-    if (guarded > 0) {
+    // Once more at most after the job ended: a process that escaped its end could rewrite
+    // the file forever, and the job's end would wait for it.
+    if (guarded > 0 && (!done || !resetAfterEnd)) {
       const got = file.read(check.subarray(0, guarded), readEnd - guarded);
       if (got < guarded || !equal(check.subarray(0, guarded), guard.subarray(0, guarded))) {
         [pos, have, long, guarded] = [0, 0, null, 0];
+        resetAfterEnd = done;
         continue;
       }
     }
@@ -100,6 +107,10 @@ export async function readSpool(
     }
     if (n === 0) {
       if (final) break;
+      if (readBytes > 0) {
+        readBytes = 0;
+        await file.behind?.(pos + have);
+      }
       if (done) final = true;
       else {
         await new Promise<void>((r) => {
@@ -114,6 +125,12 @@ export async function readSpool(
     }
     idle = 1;
     have += n;
+    // Far behind a job that writes faster than its lines are kept: it waits (as on a pipe).
+    if ((readBytes += n) >= LAG_CHECK_BYTES) {
+      readBytes = 0;
+      await file.behind?.(pos + have);
+      yielded = performance.now();
+    }
     // A byte-order mark at the start is dropped, as a pipe's decoder drops it.
     if (pos === 0 && have >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) {
       buf.copyWithin(0, 3, have);

@@ -172,6 +172,8 @@ export class Supervisor {
     if (!r) return Promise.resolve();
     if (!r.stopping) {
       r.stopping = reason;
+      // A job stopped for its output's sake must be able to act on its signals.
+      r.capture?.release();
       r.stopped = r.leader.leading.then(() =>
         stopGroup(r.child.pid, this.opts.graceSeconds * 1000)
       );
@@ -279,6 +281,7 @@ export class Supervisor {
       return null;
     }
     const { child } = leader;
+    if (capture) capture.pause = (stop) => signalGroup(child.pid, stop ? "SIGSTOP" : "SIGCONT");
     const collector = new OutputCollector(
       (events) => this.port.output(job.job_id, events),
       { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { closeSync, openSync, writeSync } from "node:fs";
 import type { OutputEvent } from "../jobs/decide.ts";
 import { logLines } from "../jobs/events.ts";
-import { type LogCapture, LogFolder, type LogSource } from "../jobs/log_capture.ts";
+import { LogCapture, LogFolder, type LogSource } from "../jobs/log_capture.ts";
+import { signalGroup } from "../jobs/process.ts";
 import { spawnLeader } from "../jobs/spawn.ts";
 import { OutputCollector } from "../jobs/output.ts";
 import { logFileName, readLogRange } from "../db/log_files.ts";
@@ -260,6 +261,28 @@ Deno.test("what a job does to its stdout later cannot change a stored line", asy
     });
   });
 
+  await t.step("a process that outlives its run and rewrites it over and over", async () => {
+    await withFolder(async (folder) => {
+      const capture = folder.open("rewritten");
+      const run = collect(capture);
+      writeSync(capture.fd, bytes("first line\n"));
+      await until("the first line to be sent", () => run.batches.length > 0);
+      let n = 0;
+      const stray = setInterval(() => {
+        const again = openSync(`/proc/${Deno.pid}/fd/${capture.fd}`, "w");
+        writeSync(again, bytes(`rewrite ${n++}\n`.repeat(200)));
+        closeSync(again);
+      }, 1);
+      try {
+        await new Promise((r) => setTimeout(r, 20));
+        // The job's end does not wait for the stray: one more look, then done.
+        await within(5000, run.stop(), "the run to end");
+      } finally {
+        clearInterval(stray);
+      }
+    });
+  });
+
   await t.step("a process that outlives its run, and a retry", async () => {
     await withFolder(async (folder, dir) => {
       const first = folder.open("retried");
@@ -361,6 +384,104 @@ Deno.test("a spawn that fails later fails the spawn, not the thread", async () =
     await new Promise((r) => setTimeout(r, 100));
     capture.close();
   });
+});
+
+Deno.test("a job far ahead of the reader is stopped until the reader catches up", async () => {
+  await withFolder(async (_, dir) => {
+    closeSync(openSync(`${dir}/.spool-test`, "w"));
+    const capture = new LogCapture(dir, "ahead", ".spool-test", { max: 4 << 20, resume: 1 << 20 });
+    // A real process group stands for the job: the pause is its SIGSTOP and SIGCONT.
+    const { child, leading } = spawnLeader(["sleep", "30"], {
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin" },
+      stdin: "null",
+      stderr: "piped",
+    });
+    await leading;
+    const state = () => Deno.readTextFileSync(`/proc/${child.pid}/stat`).split(") ")[1][0];
+    capture.pause = (stop) => signalGroup(child.pid, stop ? "SIGSTOP" : "SIGCONT");
+    try {
+      writeSync(capture.fd, new Uint8Array(10 << 20).fill(0x61));
+      await capture.behind(2 << 20); // 8 MiB behind
+      await until("the job to be stopped", () => state() === "T");
+      await capture.behind(5 << 20); // 5 MiB: still stopped
+      assert.equal(state(), "T");
+      await capture.behind(9.5 * (1 << 20)); // within 1 MiB: it goes on
+      await until("the job to go on", () => state() !== "T");
+      await capture.behind(0); // behind again: stopped again
+      await until("the job to be stopped again", () => state() === "T");
+      // A job being stopped (cancel, timeout) or ended goes on, and is never paused again.
+      capture.release();
+      await until("the job to go on for good", () => state() !== "T");
+      await capture.behind(0);
+      assert.notEqual(state(), "T");
+    } finally {
+      signalGroup(child.pid, "SIGKILL");
+      await child.status;
+      for await (const _ of child.stderr) { /* drained */ }
+      capture.close();
+    }
+  });
+});
+
+Deno.test("lines that cannot be kept fail the job's output; they are not dropped quietly", async () => {
+  await withFolder(async (folder) => {
+    const capture = folder.open("full");
+    let failed: string | null = null;
+    const { batches, sink } = recordingSink();
+    const collector = new OutputCollector(sink, {
+      modelsDir: "/nonexistent",
+      flushMs: 5,
+      onFailed: (why) => failed = why,
+    });
+    const source: LogSource = {
+      read: (into, position) => capture.read(into, position),
+      size: () => capture.size(),
+      keep: () => {
+        throw new Error("No space left on device (os error 28)");
+      },
+      sync: () => capture.sync(),
+    };
+    const reading = collector.consumeFile(source, capture.ended);
+    writeSync(capture.fd, bytes("one\ntwo\n"));
+    capture.end();
+    await reading;
+    await collector.close();
+    capture.close();
+    assert.match(failed ?? "", /No space left on device/);
+    assert.equal(collector.failure, failed);
+    assert.deepEqual(batches.flat(), []);
+  });
+});
+
+Deno.test("a log folder starts clean; a closed capture syncs nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "trainer-logfiles-" });
+  try {
+    await Deno.writeTextFile(`${dir}/.spool-old`, "a dead run's output\n");
+    await Deno.writeTextFile(`${dir}/.spool-empty`, "");
+    await Deno.writeTextFile(`${dir}/${logFileName("kept")}`, "stored\n");
+    const folder = new LogFolder(dir, 2);
+    // An earlier run's spools are gone, spares too; job logs stay.
+    for (const name of [".spool-old", ".spool-empty"]) {
+      assert.throws(() => Deno.statSync(`${dir}/${name}`), Deno.errors.NotFound);
+    }
+    assert.equal(await Deno.readTextFile(`${dir}/${logFileName("kept")}`), "stored\n");
+    await until(
+      "spares to be made",
+      () => [...Deno.readDirSync(dir)].filter((e) => e.name.startsWith(".spool-")).length === 2,
+    );
+    for (const entry of Deno.readDirSync(dir)) {
+      if (entry.name.startsWith(".spool-")) {
+        assert.equal(Deno.statSync(`${dir}/${entry.name}`).mode! & 0o777, 0o600);
+      }
+    }
+    const capture = folder.open("closed");
+    capture.keep(bytes("a line\n"));
+    capture.close();
+    await assert.rejects(capture.sync(), /closed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("a range whose file is gone reads as that many marker lines", () => {
