@@ -72,35 +72,33 @@ export async function getJobWithTail(
   const [row] = await readRows(db.$client, JOB_WITH_TAIL_SQL, [jobId, limits.lines]);
   if (!row) return undefined;
   const first = JSON.parse(String(row.log_tail)) as TailRow[];
-  const dir = logDirOf(db.$client);
-  for (const r of first) r.text ??= logRowText(r.data, dir);
   return { job: decodeJob(row), logs: await logTail(db, jobId, limits, first) };
 }
 
 async function tailRows(db: Db, jobId: string, before: number): Promise<TailRow[]> {
   const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
-  const dir = logDirOf(db.$client);
-  return rows.map((r) => {
-    const data = JSON.parse(String(r.data));
-    return {
-      seq: Number(r.seq),
-      data,
-      text: r.log_text === null ? logRowText(data, dir) : String(r.log_text),
-    };
-  });
+  return rows.map((r) => ({
+    seq: Number(r.seq),
+    data: JSON.parse(String(r.data)),
+    text: r.log_text === null ? null : String(r.log_text),
+  }));
 }
 
-/** A tail row's lines, newest first; a text is cut from its end only as far as it is read. */
-function* newestFirst(row: TailRow): Generator<string> {
-  if (row.text === null) {
+/**
+ * A tail row's lines, newest first; a text is cut from its end only as far as it is read. A
+ * range of a log file (`logDir`) is read only when the tail gets to it.
+ */
+function* newestFirst(row: TailRow, logDir: string | null): Generator<string> {
+  const text = row.text ?? logRowText(row.data, logDir);
+  if (text === null) {
     const lines = row.data.lines ?? [];
     for (let i = lines.length - 1; i >= 0; i--) yield lines[i];
     return;
   }
-  let end = row.text.length;
+  let end = text.length;
   for (;;) {
-    const nl = end === 0 ? -1 : row.text.lastIndexOf("\n", end - 1);
-    yield row.text.slice(nl + 1, end);
+    const nl = end === 0 ? -1 : text.lastIndexOf("\n", end - 1);
+    yield text.slice(nl + 1, end);
     if (nl < 0) return;
     end = nl;
   }
@@ -123,7 +121,7 @@ export async function logTail(
   for (;;) {
     if (rows.length === 0) break;
     for (const row of rows) {
-      for (const line of newestFirst(row)) {
+      for (const line of newestFirst(row, logDirOf(db.$client))) {
         if (tail.length >= limits.lines) {
           return { lines: tail.reverse(), truncated: false };
         }

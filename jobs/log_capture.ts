@@ -29,8 +29,8 @@ export interface LogSource {
   keep(lines: Uint8Array): { name: string; offset: number };
   /** Resolves once everything kept so far is on disk, the file's name included. */
   sync(): Promise<void>;
-  /** Told how far the reader is (`readTo`); resolves when it may read on. */
-  behind?(readTo: number): Promise<void>;
+  /** Told how far the reader is (`readTo`), to hold back a job far ahead of it. */
+  behind?(readTo: number): void;
 }
 
 const SPOOL = ".spool-";
@@ -175,8 +175,8 @@ export class LogCapture implements LogSource {
   pause: ((stop: boolean) => void) | null = null;
   #paused = false;
 
-  behind(readTo: number): Promise<void> {
-    if (!this.pause || this.#closed) return Promise.resolve();
+  behind(readTo: number): void {
+    if (!this.pause || this.#closed) return;
     const lag = this.size() - readTo;
     if (!this.#paused && lag > this.lag.max && this.#endSize === null) {
       this.#paused = true;
@@ -185,7 +185,6 @@ export class LogCapture implements LogSource {
       this.#paused = false;
       this.pause(false);
     }
-    return Promise.resolve();
   }
 
   /** Lets a paused job go on, and never pauses it again (it is being stopped, or ended). */

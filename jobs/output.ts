@@ -48,6 +48,10 @@ const MAX_WARNINGS = 50;
 /** Bytes a small event (progress, warning, artifact) is counted as, at least. */
 const EVENT_OVERHEAD = 64;
 
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 function inFile(event: OutputEvent): boolean {
   return event.type === "log" && "file" in event.data;
 }
@@ -149,8 +153,7 @@ export class OutputCollector {
       kept = file.keep(bytes);
     } catch (e) {
       // The job's lines cannot be kept (a full disk): it fails, it does not run on unlogged.
-      this.#tries = 1;
-      this.#giveUp(0, e);
+      this.#fail(`the job's output could not be kept in its log file: ${message(e)}`);
       return;
     }
     const { name, offset } = kept;
@@ -336,8 +339,7 @@ export class OutputCollector {
           try {
             await this.#logFile.sync();
           } catch (e) {
-            this.#tries = this.opts.maxTries ?? MAX_TRIES;
-            this.#giveUp(batch.length, e);
+            this.#fail(`the job's log file could not be synced: ${message(e)}`);
             return;
           }
         }
@@ -358,9 +360,15 @@ export class OutputCollector {
   }
 
   #giveUp(events: number, error: unknown): void {
-    const why = error instanceof Error ? error.message : String(error);
-    this.#failure = `the job's output could not be stored after ${this.#tries} tries ` +
-      `(${events} events in the failing batch): ${why}`;
+    this.#fail(
+      `the job's output could not be stored after ${this.#tries} tries ` +
+        `(${events} events in the failing batch): ${message(error)}`,
+    );
+  }
+
+  /** Gives up on the job's output for `why`; what is queued is dropped. */
+  #fail(why: string): void {
+    this.#failure = why;
     // Nothing more is kept: the job is failed, and its readers only drain the pipes.
     this.#queue.clear();
     this.#retry = null;

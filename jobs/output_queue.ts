@@ -31,8 +31,8 @@ interface Item {
   bytes: number;
   /** An open log event's pieces, joined into its text when it is taken. */
   log?: { stream: Stream; pieces: string[]; count: number };
-  /** An open log event's range of the log file, which the next adjoining lines extend. */
-  range?: { range: LogFileRange; count: number };
+  /** An open log event's data (a range of the log file), which adjoining lines extend. */
+  range?: { count: number; file: LogFileRange };
 }
 
 export class OutputQueue {
@@ -86,23 +86,22 @@ export class OutputQueue {
    * range that starts right after the open one's "\n" extends it (up to MAX_EVENT_BYTES).
    */
   inFile(stream: Stream, range: LogFileRange, count: number): void {
-    const open = this.#open[stream]?.range;
-    const last = open?.range;
+    const current = this.#open[stream];
+    const last = current?.range;
     if (
-      open && last && last.offset + last.bytes + 1 === range.offset &&
-      last.bytes < MAX_EVENT_BYTES && last.name === range.name
+      last && last.file.offset + last.file.bytes + 1 === range.offset &&
+      last.file.bytes < MAX_EVENT_BYTES && last.file.name === range.name
     ) {
-      last.bytes += range.bytes + 1;
-      last.chars += range.chars + 1;
-      open.count += count;
+      last.file.bytes += range.bytes + 1;
+      last.file.chars += range.chars + 1;
+      last.count += count;
       return;
     }
-    const current = this.#open[stream];
     if (current?.log) close(current);
-    const event: OutputEvent = { type: "log", data: { stream, count, file: { ...range } } };
+    const data = { stream, count, file: { ...range } };
     // Counted as a small event: the lines stay in the file, not in memory.
-    const item = this.push(event, EVENT_BYTES);
-    item.range = { range: (event.data as { file: LogFileRange }).file, count };
+    const item = this.push({ type: "log", data }, EVENT_BYTES);
+    item.range = data;
     this.#open[stream] = item;
   }
 
@@ -148,7 +147,6 @@ export class OutputQueue {
       const item = this.#items[this.#head]!;
       this.#items[this.#head++] = undefined;
       if (item.log) close(item);
-      if (item.range) item.event = withCount(item.event, item.range.count);
       batch.push(item.event);
       bytes += item.bytes;
     }
@@ -174,11 +172,6 @@ export class OutputQueue {
     this.#open = { stdout: null, stderr: null };
     this.#state = { progress: { count: 0, last: null }, metrics: { count: 0, last: null } };
   }
-}
-
-/** A log file range's event with its final line count. */
-function withCount(event: OutputEvent, count: number): OutputEvent {
-  return event.type === "log" ? { type: "log", data: { ...event.data, count } } : event;
 }
 
 /** Joins an open log event's pieces into its text; it takes no more lines. */

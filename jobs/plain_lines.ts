@@ -7,6 +7,11 @@ import { PROTOCOL_PREFIX } from "./protocol.ts";
 
 const PROTOCOL_LINE = `\n${PROTOCOL_PREFIX}`;
 
+/** A block holding a "\r" or a protocol line: its lines are each looked at. */
+function needsLook(block: string): boolean {
+  return block.includes("\r") || block.startsWith(PROTOCOL_PREFIX) || block.includes(PROTOCOL_LINE);
+}
+
 /**
  * `block` (whole lines, without the last one's "\n") as runs of at most `maxRun` characters
  * cut at line ends, each with its number of lines; null when a line needs a look of its own:
@@ -17,9 +22,7 @@ export function plainRuns(
   maxLine: number,
   maxRun: number,
 ): [text: string, lines: number][] | null {
-  if (block.includes("\r") || block.startsWith(PROTOCOL_PREFIX) || block.includes(PROTOCOL_LINE)) {
-    return null;
-  }
+  if (needsLook(block)) return null;
   const runs: [string, number][] = [];
   let start = 0;
   let run = 0;
@@ -47,9 +50,7 @@ export function plainRuns(
  * look of its own (as for plainRuns); null otherwise.
  */
 export function plainCount(block: string, maxLine: number): number | null {
-  if (block.includes("\r") || block.startsWith(PROTOCOL_PREFIX) || block.includes(PROTOCOL_LINE)) {
-    return null;
-  }
+  if (needsLook(block)) return null;
   let count = 0;
   let start = 0;
   for (;;) {

@@ -109,7 +109,7 @@ export async function readSpool(
       if (final) break;
       if (readBytes > 0) {
         readBytes = 0;
-        await file.behind?.(pos + have);
+        file.behind?.(pos + have);
       }
       if (done) final = true;
       else {
@@ -128,8 +128,7 @@ export async function readSpool(
     // Far behind a job that writes faster than its lines are kept: it waits (as on a pipe).
     if ((readBytes += n) >= LAG_CHECK_BYTES) {
       readBytes = 0;
-      await file.behind?.(pos + have);
-      yielded = performance.now();
+      file.behind?.(pos + have);
     }
     // A byte-order mark at the start is dropped, as a pipe's decoder drops it.
     if (pos === 0 && have >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) {

@@ -402,18 +402,18 @@ Deno.test("a job far ahead of the reader is stopped until the reader catches up"
     capture.pause = (stop) => signalGroup(child.pid, stop ? "SIGSTOP" : "SIGCONT");
     try {
       writeSync(capture.fd, new Uint8Array(10 << 20).fill(0x61));
-      await capture.behind(2 << 20); // 8 MiB behind
+      capture.behind(2 << 20); // 8 MiB behind
       await until("the job to be stopped", () => state() === "T");
-      await capture.behind(5 << 20); // 5 MiB: still stopped
+      capture.behind(5 << 20); // 5 MiB: still stopped
       assert.equal(state(), "T");
-      await capture.behind(9.5 * (1 << 20)); // within 1 MiB: it goes on
+      capture.behind(9.5 * (1 << 20)); // within 1 MiB: it goes on
       await until("the job to go on", () => state() !== "T");
-      await capture.behind(0); // behind again: stopped again
+      capture.behind(0); // behind again: stopped again
       await until("the job to be stopped again", () => state() === "T");
       // A job being stopped (cancel, timeout) or ended goes on, and is never paused again.
       capture.release();
       await until("the job to go on for good", () => state() !== "T");
-      await capture.behind(0);
+      capture.behind(0);
       assert.notEqual(state(), "T");
     } finally {
       signalGroup(child.pid, "SIGKILL");
