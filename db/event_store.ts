@@ -115,7 +115,7 @@ export class EventStore {
     const cached = this.#active.get(jobId);
     if (cached) return cached;
     const rs = await this.database.client.execute({ sql: LOAD_JOB_SQL, args: [jobId] });
-    return rs.rows[0] ? decodeJob(rs.rows[0] as Record<string, unknown>) : undefined;
+    return rs.rows[0] ? decodeJob(rs.rows[0]) : undefined;
   }
 
   /** A job that can still change, from memory only. */

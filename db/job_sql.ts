@@ -19,7 +19,15 @@ const NAMES = JOB_COLUMNS.map(([, c]) => `"${c.name}"`);
 const ONE_JOB = `(${NAMES.map(() => "?").join(", ")})`;
 const sqlCache = new Map<string, string>();
 
-export const LOAD_JOB_SQL = "SELECT * FROM jobs WHERE job_id = ?";
+/**
+ * The jobs table's columns, in the order `decodeJob` reads them. Reads take a row as its
+ * values by position: the driver builds a keyed row object column by column, and for a
+ * job's 31 columns that was a third of a status read's SQL time.
+ */
+export const JOB_SELECT = NAMES.join(", ");
+/** How many columns JOB_SELECT reads: a column selected after them is at this index. */
+export const JOB_WIDTH = NAMES.length;
+export const LOAD_JOB_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE job_id = ?`;
 
 function cached(key: string, build: () => string): string {
   let text = sqlCache.get(key);
@@ -76,11 +84,15 @@ function jobArgs(row: JobRow): InValue[] {
   });
 }
 
-/** The state held by a raw `jobs` row as the client returns it. */
-export function decodeJob(raw: Record<string, unknown>): JobState {
+/**
+ * The state held by a `jobs` row read as `SELECT ${JOB_SELECT}`: its values by position, as
+ * an array or as the client's row (which can be indexed too). Later columns are ignored.
+ */
+export function decodeJob(values: ArrayLike<unknown>): JobState {
   const row: Record<string, unknown> = {};
-  for (const [key, col] of JOB_COLUMNS) {
-    const v = raw[col.name];
+  for (let i = 0; i < JOB_COLUMNS.length; i++) {
+    const [key, col] = JOB_COLUMNS[i];
+    const v = values[i];
     row[key] = v === null || v === undefined ? null : col.mapFromDriverValue(v);
   }
   return rowToState(row as JobRow);

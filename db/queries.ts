@@ -8,25 +8,26 @@ import type { JobState } from "../jobs/state.ts";
 import type { Db } from "./client.ts";
 import { decodeLogLines, logRowText } from "./event_rows.ts";
 import { logDirOf } from "./log_files.ts";
-import { decodeJob, LOAD_JOB_SQL } from "./job_sql.ts";
-import { readRows } from "./reader.ts";
+import { decodeJob, JOB_SELECT, JOB_WIDTH, LOAD_JOB_SQL } from "./job_sql.ts";
+import { readFirst, readRows, readValues } from "./reader.ts";
 import { events, jobs } from "./schema.ts";
 
 // The read path runs raw statements on the client: drizzle rebuilt each query per request
 // and was most of a status read's CPU. Rows are written only by us, so no parsing either.
+// Job rows are read as values by position (`JOB_SELECT`, `decodeJob`), not as keyed rows.
 
 /** One job's projected state. */
 export async function getJob(db: Db, jobId: string): Promise<JobState | undefined> {
-  const [row] = await readRows(db.$client, LOAD_JOB_SQL, [jobId]);
+  const row = await readFirst(db.$client, LOAD_JOB_SQL, [jobId]);
   return row ? decodeJob(row) : undefined;
 }
 
 /** Several jobs by id, in the order asked. */
 export async function getJobs(db: Db, ids: string[]): Promise<JobState[]> {
   if (ids.length === 0) return [];
-  const rows = await readRows(
+  const rows = await readValues(
     db.$client,
-    `SELECT * FROM jobs WHERE job_id IN (${ids.map(() => "?").join(", ")})`,
+    `SELECT ${JOB_SELECT} FROM jobs WHERE job_id IN (${ids.map(() => "?").join(", ")})`,
     ids,
   );
   const byId = new Map(rows.map(decodeJob).map((j) => [j.job_id, j]));
@@ -56,12 +57,14 @@ interface TailRow {
 // The batch ends with the chunk that completes the line limit (?2; `count` is in a chunk's
 // data, and an older row counts 0): a job printing fast would otherwise have 16 chunks of
 // 256 KiB encoded and parsed for every status read, to show the last few lines of one.
-const JOB_WITH_TAIL_SQL = `SELECT *, (SELECT json_group_array(json_object('seq', seq,
-  'data', json(data), 'text', log_text) ORDER BY seq DESC) FROM events WHERE seq IN (
+// The batch comes as one JSON text of [seq, data, log_text] rows, `data` left as its text:
+// JSON.parse reads it faster than SQLite's json() would re-encode it.
+const JOB_WITH_TAIL_SQL = `SELECT ${JOB_SELECT}, (SELECT json_group_array(json_array(seq,
+  data, log_text) ORDER BY seq DESC) FROM events WHERE seq IN (
     SELECT seq FROM (SELECT seq, sum(n) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) - n
       AS newer FROM (SELECT seq, coalesce(json_extract(data, '$.count'), 0) AS n FROM events
         WHERE job_id = jobs.job_id AND type = 'log' ORDER BY seq DESC LIMIT ${TAIL_BATCH}))
-    WHERE newer < ?2)) AS log_tail FROM jobs WHERE job_id = ?1`;
+    WHERE newer < ?2)) FROM jobs WHERE job_id = ?1`;
 
 /** A job and the tail of its log (as `logTail` reads it), or undefined when there is none. */
 export async function getJobWithTail(
@@ -69,19 +72,23 @@ export async function getJobWithTail(
   jobId: string,
   limits: { lines: number; bytes: number },
 ): Promise<{ job: JobState; logs: LogTail } | undefined> {
-  const [row] = await readRows(db.$client, JOB_WITH_TAIL_SQL, [jobId, limits.lines]);
+  const row = await readFirst(db.$client, JOB_WITH_TAIL_SQL, [jobId, limits.lines]);
   if (!row) return undefined;
-  const first = JSON.parse(String(row.log_tail)) as TailRow[];
+  const first = (JSON.parse(String(row[JOB_WIDTH])) as unknown[][]).map(tailRow);
   return { job: decodeJob(row), logs: await logTail(db, jobId, limits, first) };
 }
 
 async function tailRows(db: Db, jobId: string, before: number): Promise<TailRow[]> {
-  const rows = await readRows(db.$client, LOG_TAIL_SQL, [jobId, before]);
-  return rows.map((r) => ({
-    seq: Number(r.seq),
-    data: JSON.parse(String(r.data)),
-    text: r.log_text === null ? null : String(r.log_text),
-  }));
+  return (await readValues(db.$client, LOG_TAIL_SQL, [jobId, before])).map(tailRow);
+}
+
+/** A tail row from its values: seq, data (JSON text), log_text. */
+function tailRow([seq, data, text]: unknown[]): TailRow {
+  return {
+    seq: Number(seq),
+    data: JSON.parse(String(data)),
+    text: text === null || text === undefined ? null : String(text),
+  };
 }
 
 /**
@@ -177,9 +184,9 @@ export async function listJobs(db: Db, f: ListFilter) {
   const clause = where.length ? `WHERE ${where.join(" AND ")}` : "";
   // Two statements, not one read transaction: the writer commits on this JS thread, so
   // nothing commits between them in this process.
-  const rows = await readRows(
+  const rows = await readValues(
     db.$client,
-    `SELECT * FROM jobs ${clause} ORDER BY submitted_seq DESC LIMIT ? OFFSET ?`,
+    `SELECT ${JOB_SELECT} FROM jobs ${clause} ORDER BY submitted_seq DESC LIMIT ? OFFSET ?`,
     [...args, f.limit, f.offset],
   );
   const [counts] = f.parent_id === undefined

@@ -9,14 +9,22 @@
  * while the writer commits, and it sees every committed (acknowledged) transaction.
  * Remote databases have no file; they keep using the client.
  */
-import type { Client, InValue } from "@libsql/client";
+import type { Client, InValue, ResultSet } from "@libsql/client";
 import Sqlite from "libsql";
 
 export type Row = Record<string, unknown>;
 
+interface Statement {
+  all(...args: InValue[]): unknown[];
+  get(...args: InValue[]): unknown;
+}
+
 interface Reader {
   connection: InstanceType<typeof Sqlite>;
-  statements: Map<string, { all(...args: InValue[]): unknown[] }>;
+  /** Statements returning keyed rows. */
+  statements: Map<string, Statement>;
+  /** Statements returning each row as its values in column order (raw mode). */
+  raw: Map<string, Statement>;
 }
 
 const readers = new WeakMap<Client, Reader>();
@@ -25,7 +33,7 @@ const readers = new WeakMap<Client, Reader>();
 export function attachReader(client: Client, path: string): () => void {
   const connection = new Sqlite(path);
   connection.exec("PRAGMA query_only = ON");
-  readers.set(client, { connection, statements: new Map() });
+  readers.set(client, { connection, statements: new Map(), raw: new Map() });
   return () => {
     readers.delete(client);
     connection.close();
@@ -39,4 +47,43 @@ export async function readRows(client: Client, sql: string, args: InValue[]): Pr
   let statement = reader.statements.get(sql);
   if (!statement) reader.statements.set(sql, statement = reader.connection.prepare(sql));
   return statement.all(...args) as Row[];
+}
+
+/**
+ * The rows of `sql`, each as its values in column order. The driver's keyed rows are built
+ * column by column: for a job's 31 columns that cost about 20 us a row.
+ */
+export async function readValues(
+  client: Client,
+  sql: string,
+  args: InValue[],
+): Promise<unknown[][]> {
+  const reader = readers.get(client);
+  if (!reader) return valuesOf(await client.execute({ sql, args }));
+  return rawStatement(reader, sql).all(...args) as unknown[][];
+}
+
+/**
+ * The first row of `sql` as its values in column order, or undefined. For one row, `get` is
+ * cheaper than `all`, which sets up an iterator (10 us more for `SELECT 1`).
+ */
+export async function readFirst(
+  client: Client,
+  sql: string,
+  args: InValue[],
+): Promise<unknown[] | undefined> {
+  const reader = readers.get(client);
+  if (!reader) return valuesOf(await client.execute({ sql, args }))[0];
+  return (rawStatement(reader, sql).get(...args) ?? undefined) as unknown[] | undefined;
+}
+
+function rawStatement(reader: Reader, sql: string): Statement {
+  let statement = reader.raw.get(sql);
+  if (!statement) reader.raw.set(sql, statement = reader.connection.prepare(sql).raw(true));
+  return statement;
+}
+
+function valuesOf(rs: ResultSet): unknown[][] {
+  const width = rs.columns.length;
+  return rs.rows.map((row) => Array.from({ length: width }, (_, i) => row[i]));
 }

@@ -52,8 +52,32 @@ function lastBytes(
   return joined.subarray(joined.length - size);
 }
 
+/**
+ * Read buffers of readers that ended, for the next ones. A new 256 KiB buffer per job was a
+ * fresh mapping of the allocator, and external memory that drove the thread's garbage
+ * collections (no-op jobs, most of whose buffers were never written).
+ */
+const spareBuffers: Uint8Array[] = [];
+const SPARE_BUFFERS = 16;
+
 /** Reads `file` until `ended` and its end then; see the module's comment. */
 export async function readSpool(
+  file: LogSource,
+  ended: Promise<void>,
+  sink: SpoolSink,
+): Promise<void> {
+  // What follows the last whole line stays at its start: always less than all of it.
+  const buf = spareBuffers.pop() ?? new Uint8Array(FILE_READ_BYTES);
+  try {
+    await readInto(buf, file, ended, sink);
+  } finally {
+    // The sink copies what it keeps (text, or bytes written at once): nothing refers to it.
+    if (spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(buf);
+  }
+}
+
+async function readInto(
+  buf: Uint8Array,
   file: LogSource,
   ended: Promise<void>,
   sink: SpoolSink,
@@ -64,8 +88,6 @@ export async function readSpool(
     done = true;
     wake?.();
   });
-  // What follows the last whole line stays at its start: always less than all of it.
-  const buf = new Uint8Array(FILE_READ_BYTES);
   let have = 0;
   let pos = 0; // the file offset of buf[0]
   let idle = 1;

@@ -3,10 +3,15 @@
  * commit must see it (a 2xx means the job can be read), and the reader must refuse writes.
  */
 import assert from "node:assert/strict";
-import { getJob, listJobs } from "../db/queries.ts";
+import { join } from "node:path";
+import { createClient } from "@libsql/client";
+import { drizzle } from "drizzle-orm/libsql";
+import type { Db } from "../db/client.ts";
+import { getJob, getJobs, getJobWithTail, listJobs } from "../db/queries.ts";
 import { readRows } from "../db/reader.ts";
+import * as schema from "../db/schema.ts";
 import { openTestStore } from "./helpers/app.ts";
-import { cancel, submit } from "./helpers/jobs.ts";
+import { cancel, logLines, start, submit } from "./helpers/jobs.ts";
 
 const JOB = "00000000-0000-4000-8000-0000000000c1";
 
@@ -33,4 +38,45 @@ Deno.test("the reader sees every commit at once and cannot write", async (t) => 
     );
     assert.ok(await getJob(db, JOB));
   });
+});
+
+Deno.test("a job reads the same through the reader and through the client alone", async () => {
+  // A remote database has no reader: its reads take the client's rows by position.
+  await using s = await openTestStore();
+  const other = "00000000-0000-4000-8000-0000000000c2";
+  await s.store.run((uow) => uow.execute(JOB, submit({ hyperparameters: { depth: 3 } })));
+  await s.store.run((uow) => uow.execute(other, submit({ use_cv: false })));
+  await s.store.run((uow) => uow.execute(JOB, start()));
+  await s.store.run((uow) => uow.execute(JOB, logLines("one", "two ü")));
+  await s.store.run((uow) => uow.execute(JOB, logLines("three")));
+  const client = createClient({ url: `file:${join(s.dir, "trainer.db")}` });
+  try {
+    const plain = drizzle(client, { schema }) as unknown as Db;
+    const limits = { lines: 2, bytes: 1000 };
+    for (const db of [s.database.db, plain]) {
+      const job = await getJob(db, JOB);
+      assert.equal(job?.status, "running");
+      assert.deepEqual(job?.hyperparameters, { depth: 3 });
+      assert.equal(job?.retrain, true);
+      assert.equal(job?.log_lines, 3);
+      assert.ok(job?.process === null || typeof job?.process === "object");
+      const tail = await getJobWithTail(db, JOB, limits);
+      assert.deepEqual(tail?.logs, { lines: ["two ü", "three"], truncated: false });
+      assert.deepEqual(tail?.job, job);
+      assert.deepEqual((await getJobs(db, [other, JOB])).map((j) => [j.job_id, j.use_cv]), [
+        [other, false],
+        [JOB, true],
+      ]);
+      const list = await listJobs(db, { limit: 5, offset: 0 });
+      assert.deepEqual(list.jobs.map((j) => j.job_id), [other, JOB]);
+      assert.deepEqual(list.jobs[1], job);
+      assert.equal(
+        await getJobWithTail(db, "00000000-0000-4000-8000-0000000000ff", limits),
+        undefined,
+      );
+    }
+    assert.deepEqual(await getJob(plain, JOB), await getJob(s.database.db, JOB));
+  } finally {
+    client.close();
+  }
 });
