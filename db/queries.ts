@@ -64,7 +64,7 @@ const JOB_WITH_TAIL_SQL = `SELECT ${JOB_SELECT}, (SELECT json_group_array(json_a
     SELECT seq FROM (SELECT seq, sum(n) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) - n
       AS newer FROM (SELECT seq, coalesce(json_extract(data, '$.count'), 0) AS n FROM events
         WHERE job_id = jobs.job_id AND type = 'log' ORDER BY seq DESC LIMIT ${TAIL_BATCH}))
-    WHERE newer < ?2)) FROM jobs WHERE job_id = ?1`;
+    WHERE newer < ?2)) AS log_tail FROM jobs WHERE job_id = ?1`;
 
 /** A job and the tail of its log (as `logTail` reads it), or undefined when there is none. */
 export async function getJobWithTail(

@@ -10,7 +10,10 @@ import { decodeRange } from "../db/log_files.ts";
 import type { LogSource } from "./log_capture.ts";
 
 export interface SpoolSink {
-  /** Whole lines, the last "\n" included. */
+  /**
+   * Whole lines, the last "\n" included. `bytes` is the reader's buffer, valid only during
+   * the call: it is overwritten next, and reused by another job's reader after this one.
+   */
   lines(bytes: Uint8Array): void;
   /** Handles full pieces off the front of an overlong line's text; returns the rest. */
   cut(text: string): string;

@@ -49,7 +49,15 @@ Deno.test("a job reads the same through the reader and through the client alone"
   await s.store.run((uow) => uow.execute(JOB, start()));
   await s.store.run((uow) => uow.execute(JOB, logLines("one", "two ü")));
   await s.store.run((uow) => uow.execute(JOB, logLines("three")));
+  // An old job's log event: its lines in the JSON data, no text column (before log_text).
+  const old = "00000000-0000-4000-8000-0000000000c3";
+  await s.store.run((uow) => uow.execute(old, submit()));
   const client = createClient({ url: `file:${join(s.dir, "trainer.db")}` });
+  await client.execute({
+    sql: `INSERT INTO events (seq, job_id, version, type, data, at, log_text)
+      SELECT max(seq) + 1, ?, 2, 'log', ?, '2025-01-01T00:00:00.000Z', NULL FROM events`,
+    args: [old, JSON.stringify({ stream: "stdout", lines: ["old a", "null", "old b"] })],
+  });
   try {
     const plain = drizzle(client, { schema }) as unknown as Db;
     const limits = { lines: 2, bytes: 1000 };
@@ -68,12 +76,20 @@ Deno.test("a job reads the same through the reader and through the client alone"
         [JOB, true],
       ]);
       const list = await listJobs(db, { limit: 5, offset: 0 });
-      assert.deepEqual(list.jobs.map((j) => j.job_id), [other, JOB]);
-      assert.deepEqual(list.jobs[1], job);
+      assert.deepEqual(list.jobs.map((j) => j.job_id), [old, other, JOB]);
+      assert.deepEqual(list.jobs[2], job);
       assert.equal(
         await getJobWithTail(db, "00000000-0000-4000-8000-0000000000ff", limits),
         undefined,
       );
+      assert.deepEqual((await getJobWithTail(db, other, limits))?.logs, {
+        lines: [],
+        truncated: false,
+      });
+      assert.deepEqual((await getJobWithTail(db, old, { lines: 5, bytes: 1000 }))?.logs, {
+        lines: ["old a", "null", "old b"],
+        truncated: false,
+      });
     }
     assert.deepEqual(await getJob(plain, JOB), await getJob(s.database.db, JOB));
   } finally {
