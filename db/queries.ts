@@ -1,7 +1,7 @@
 /** Read queries over the projection and the log. Routes call these; no SQL elsewhere. */
 import { Buffer } from "node:buffer";
 import type { InValue } from "@libsql/client";
-import { and, asc, count, eq, gt, inArray, isNull, lt, sql } from "drizzle-orm";
+import { and, asc, count, eq, gt, inArray, sql } from "drizzle-orm";
 import type { JobStatus, StoredEvent } from "../jobs/events.ts";
 import { JobEvent } from "../jobs/events.ts";
 import type { JobState } from "../jobs/state.ts";
@@ -268,18 +268,18 @@ export async function jobEvents(
   }
 }
 
+// A statement, not a drizzle query: drizzle builds its SQL again on every call, and a waiting
+// job's status is what a client polls.
+const WAITING_BEFORE_SQL = `SELECT count(*) FROM jobs WHERE status = 'started'
+  AND submitted_seq < ? AND children IS NULL AND process IS NULL`;
+
 /**
  * How many jobs submitted before the one at `submittedSeq` still wait for a slot. A range of
  * the (status, submitted_seq) index: it reads only waiting jobs, never the whole table.
  */
 export async function waitingBefore(db: Db, submittedSeq: number): Promise<number> {
-  const [{ n }] = await db.select({ n: count() }).from(jobs).where(and(
-    eq(jobs.status, "started"),
-    lt(jobs.submitted_seq, submittedSeq),
-    isNull(jobs.children),
-    isNull(jobs.process),
-  ));
-  return n;
+  const [n] = (await readFirst(db.$client, WAITING_BEFORE_SQL, [submittedSeq]))!;
+  return Number(n);
 }
 
 /** True when the database answers. */
