@@ -1,14 +1,8 @@
 /** The Train API routes. Thin: parse, call one use case or query, shape the response. */
 import { Hono } from "hono";
 import type { z } from "zod";
-import {
-  getJob,
-  getJobs,
-  getJobWithTail,
-  jobEvents,
-  listJobs,
-  waitingBefore,
-} from "../db/queries.ts";
+import { getJob, getJobs, jobEvents, listJobs, waitingBefore } from "../db/queries.ts";
+import { getJobWithTail } from "../db/log_tail.ts";
 import type { Db } from "../db/client.ts";
 import { trainDocs } from "../contract/docs.ts";
 import type { CancelResponse } from "../contract/responses.ts";
