@@ -18,15 +18,30 @@ function spawnWithId(jobId: string): Deno.ChildProcess {
   }).spawn();
 }
 
+/**
+ * The processes carrying one of `ids` that run `sleep` by now: `setsid` execs it a moment
+ * after it starts, and for a moment of that exec its environment reads empty, so a process
+ * found before its exec may be missed by a pass that looks during it.
+ */
+function sleeping(ids: string[]): number[] {
+  return [...findJobProcesses(new Set(ids)).keys()].filter((pid) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${pid}/comm`).trim() === "sleep";
+    } catch {
+      return false;
+    }
+  });
+}
+
 Deno.test("stray sweeps of jobs ending together kill exactly their processes", async (t) => {
   const ids = ["sweep-a", "sweep-b", "sweep-c"].map((p) => `${p}-${crypto.randomUUID()}`);
   const bystander = `sweep-bystander-${crypto.randomUUID()}`;
   const children = [spawnWithId(ids[0]), spawnWithId(ids[0]), spawnWithId(ids[1])];
   const other = spawnWithId(bystander);
   try {
-    // setsid may fork before exec: wait until every process carries its id.
+    // setsid may fork before exec: wait until every process carries its id and runs sleep.
     const deadline = Date.now() + 10_000;
-    while (findJobProcesses(new Set([...ids, bystander])).size < 4) {
+    while (sleeping([...ids, bystander]).length < 4) {
       assert.ok(Date.now() < deadline, "the test processes did not start");
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -64,7 +79,7 @@ Deno.test("a sweep from the job's start kills its processes, even one born betwe
   const carrying = async (jobId: string) => {
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const pids = [...findJobProcesses(new Set([jobId])).keys()];
+      const pids = sleeping([jobId]);
       if (pids.length) return pids[0];
       assert.ok(Date.now() < deadline, "the test process did not start");
       await new Promise((r) => setTimeout(r, 20));
