@@ -47,6 +47,8 @@ const SPOOL_LAG_RESUME = 64 * 1024 * 1024;
 export class LogFolder {
   #spares: string[] = [];
   #filling = false;
+  #filled: Promise<void> = Promise.resolve();
+  #closed = false;
 
   constructor(readonly dir: string, readonly keep: number) {
     Deno.mkdirSync(dir, { recursive: true });
@@ -70,11 +72,20 @@ export class LogFolder {
     return new LogCapture(this.dir, jobId, spool);
   }
 
+  /**
+   * Makes no more spares; resolves once the one being made, if any, is made. A spare made
+   * after its folder was removed would fail; one made while it is removed makes it fail.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    return this.#filled;
+  }
+
   #refill(): void {
-    if (this.#filling || this.#spares.length >= this.keep) return;
+    if (this.#closed || this.#filling || this.#spares.length >= this.keep) return;
     this.#filling = true;
-    (async () => {
-      while (this.#spares.length < this.keep) {
+    this.#filled = (async () => {
+      while (!this.#closed && this.#spares.length < this.keep) {
         const name = `${SPOOL}${crypto.randomUUID()}`;
         const path = `${this.dir}/${name}`;
         (await Deno.open(path, { write: true, createNew: true, mode: 0o600 })).close();

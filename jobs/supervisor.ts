@@ -187,6 +187,7 @@ export class Supervisor {
     await Promise.all([...this.#running.keys()].map((id) => this.stop(id, "shutdown")));
     // Jobs whose process is gone but whose end is still on its way to the log.
     await Promise.all(this.#ending);
+    await this.#logs?.close();
   }
 
   /** Spawns claimed jobs, in order, and sends their starts; records those that cannot start. */

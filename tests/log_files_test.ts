@@ -118,9 +118,12 @@ async function throughPipe(data: Uint8Array, chunk: number): Promise<OutputEvent
 /** Runs `body` with a fresh log folder. */
 async function withFolder(body: (folder: LogFolder, dir: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "trainer-logfiles-" });
+  const folder = new LogFolder(`${dir}/logs`, 2);
   try {
-    await body(new LogFolder(`${dir}/logs`, 2), `${dir}/logs`);
+    await body(folder, `${dir}/logs`);
   } finally {
+    // A spare still being made would land in the folder while it is removed.
+    await folder.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -456,11 +459,12 @@ Deno.test("lines that cannot be kept fail the job's output; they are not dropped
 
 Deno.test("a log folder starts clean; a closed capture syncs nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "trainer-logfiles-" });
+  let folder: LogFolder | null = null;
   try {
     await Deno.writeTextFile(`${dir}/.spool-old`, "a dead run's output\n");
     await Deno.writeTextFile(`${dir}/.spool-empty`, "");
     await Deno.writeTextFile(`${dir}/${logFileName("kept")}`, "stored\n");
-    const folder = new LogFolder(dir, 2);
+    folder = new LogFolder(dir, 2);
     // An earlier run's spools are gone, spares too; job logs stay.
     for (const name of [".spool-old", ".spool-empty"]) {
       assert.throws(() => Deno.statSync(`${dir}/${name}`), Deno.errors.NotFound);
@@ -479,7 +483,14 @@ Deno.test("a log folder starts clean; a closed capture syncs nothing", async () 
     capture.keep(bytes("a line\n"));
     capture.close();
     await assert.rejects(capture.sync(), /closed/);
+    // A closed folder makes no more spares: the one a job took is not replaced.
+    await folder.close();
+    folder.open("after close").close();
+    await new Promise((r) => setTimeout(r, 50));
+    const spares = [...Deno.readDirSync(dir)].filter((e) => e.name.startsWith(".spool-"));
+    assert.equal(spares.length, 1);
   } finally {
+    await folder?.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
