@@ -60,13 +60,13 @@ export async function eventsAfter(db: Db, page: StreamPage): Promise<StreamRow[]
       case when log_text is not null or in_file then json_extract(data, '$.stream') end
         as stream
     from (
-      select seq, job_id, version, type, at, data, log_text, in_file,
+      select seq, job_id, version, type, at, data, log_text, chars is not null as in_file,
         coalesce(length(log_text), chars, length(data)) as size,
         sum(min(coalesce(length(log_text), chars, length(data)), ${inline}))
           over (order by seq rows unbounded preceding)
           - min(coalesce(length(log_text), chars, length(data)), ${inline}) as before
       from (
-        select *, ${FILE_CHARS} as chars, ${FILE_CHARS} is not null as in_file from ${events}
+        select *, ${FILE_CHARS} as chars from ${events}
         where ${sql.join(where, sql` and `)} order by seq limit ${page.limit}
       )
     ) where before < ${inline} order by seq`);

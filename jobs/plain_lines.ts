@@ -50,15 +50,6 @@ export function plainRuns(
  * look of its own (as for plainRuns); null otherwise.
  */
 export function plainCount(block: string, maxLine: number): number | null {
-  if (needsLook(block)) return null;
-  let count = 0;
-  let start = 0;
-  for (;;) {
-    const nl = block.indexOf("\n", start);
-    const end = nl < 0 ? block.length : nl;
-    if (end - start > maxLine) return null;
-    count++;
-    if (nl < 0) return count;
-    start = nl + 1;
-  }
+  // One run, never cut: the block itself, with its line count.
+  return plainRuns(block, maxLine, Infinity)?.[0][1] ?? null;
 }
