@@ -1,5 +1,5 @@
 /**
- * `deno task drill [kill|kill-remote|input|slowlog|hostile]...`: the full fault drills of issues
+ * `deno task drill [kill|kill-remote|input|slowlog|hostile|sweep]...`: the full fault drills of issues
  * 4 and 7 against real server processes (and, for kill-remote, remote workers). Prints every
  * figure and writes bench/results/drill-<name>.json.
  * The small versions run in CI as tests/drill_*_test.ts and tests/e2e_hostile_output_test.ts.
@@ -10,6 +10,7 @@ import { hostileDrill } from "./drills/hostile.ts";
 import { killLoop } from "./drills/kill_loop.ts";
 import { killRemote } from "./drills/kill_remote.ts";
 import { collectorDrill, serverDrill } from "./drills/slow_log.ts";
+import { sweepRace } from "./drills/sweep_race.ts";
 import { machine } from "./lib/machine.ts";
 import { REPO } from "./lib/server.ts";
 
@@ -19,6 +20,7 @@ const DRILLS: Record<string, Drill> = {
   kill: async (dir, log) => ({ ...await killLoop({ kills: 50, dir, log }) }),
   "kill-remote": async (dir, log) => ({ ...await killRemote({ kills: 30, dir, log }) }),
   input: async (dir, log) => ({ ...await badInput({ requests: 10_000, dir, log }) }),
+  sweep: (_dir, log) => sweepRace({ rounds: 3000, log }),
   hostile: (dir, log) => hostileDrill({ dir, floodLines: 300_000, hugeBytes: 10_000_000, log }),
   slowlog: async (dir, log) => {
     const stalled = await collectorDrill(1_000_000, "stalled");

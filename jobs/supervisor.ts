@@ -4,31 +4,23 @@
  * an environment built from scratch. Cancels and time limits stop the whole group: SIGTERM,
  * then SIGKILL after the grace period.
  */
-import type { ExitReport } from "./decide.ts";
 import type { JobState } from "./state.ts";
-import { OutputCollector } from "./output.ts";
-import {
-  AUTOGROUPS,
-  groupAlive,
-  killJobProcesses,
-  readStartTicks,
-  setAutogroupNice,
-  setNice,
-  signalGroup,
-  stopGroup,
-  type StopSignal,
-  waitGroupGone,
-} from "./process.ts";
+import { stopGroup } from "./process.ts";
 import type { WorkerPort } from "./worker_port.ts";
 import type { FailureReason } from "./events.ts";
 import type { Registry } from "../models/registry.ts";
 import type { Runtime } from "../models/runtime.ts";
-import type { TrainingSpec } from "../models/spec.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
-import { removeJobFiles, settleModel, settlesWithin, stderrTail } from "./job_end.ts";
-import { type JobChild, type Leader, setsidProgram, spawnLeader } from "./spawn.ts";
+import { setsidProgram } from "./spawn.ts";
 import { type LogCapture, LogFolder } from "./log_capture.ts";
-import { jobEnv, LaunchPlanner, type Prepared } from "./launch_plan.ts";
+import { LaunchPlanner, type Prepared } from "./launch_plan.ts";
+import {
+  type RunContext,
+  type Running,
+  spawnJob,
+  type StopReason,
+  superviseJob,
+} from "./job_run.ts";
 
 export interface SupervisorOptions {
   registry: Registry;
@@ -65,35 +57,6 @@ export interface SupervisorOptions {
   log?: (message: string) => void;
 }
 
-type StopReason = "cancel" | "timeout" | "shutdown" | "output_failed";
-
-interface Running {
-  job: JobState;
-  child: JobChild;
-  /** Its stdout's log file, when it writes to one. */
-  capture: LogCapture | null;
-  command: string[];
-  /** What the job trains from; recorded with its model so that reuse can match it. */
-  spec: TrainingSpec;
-  collector: OutputCollector;
-  /** Both output streams read to their end. */
-  reading: Promise<unknown>;
-  /** Its stdout's file read to its end (null when piped). */
-  fileRead: Promise<void> | null;
-  /** Settles once the start is recorded (or recorded as failed). */
-  recorded: Promise<void>;
-  /** Its `leading` settles once it leads its own group, so that the group can be signalled. */
-  leader: Leader;
-  launchedAt: number;
-  /** The leader's kernel start ticks: the job's processes all started since. */
-  startTicks: number | null;
-  stopping: StopReason | null;
-  stopped: Promise<{ stopped_with: StopSignal | null; group_gone: boolean }> | null;
-  timer: ReturnType<typeof setTimeout> | null;
-  done: Promise<void>;
-  finish: () => void;
-}
-
 export class Supervisor {
   #running = new Map<string, Running>();
   /** Jobs claimed ahead of a free slot (`prefetch`), oldest first; still waiting in the log. */
@@ -107,10 +70,17 @@ export class Supervisor {
 
   readonly #plan: LaunchPlanner;
   readonly #logs: LogFolder | null;
+  readonly #run: RunContext;
 
   constructor(readonly port: WorkerPort, readonly opts: SupervisorOptions) {
     this.#plan = new LaunchPlanner(opts);
     this.#logs = opts.logDir ? this.#logFolder(opts.logDir) : null;
+    this.#run = {
+      port,
+      opts,
+      capture: (jobId) => this.#capture(jobId),
+      stop: (jobId, reason) => this.stop(jobId, reason),
+    };
   }
 
   /** Starts taking work. */
@@ -217,7 +187,7 @@ export class Supervisor {
     // shutdown() stops every job in #running, so none may be spawned after it looked.
     if (!this.#accepting) return;
     for (const prepared of ready) {
-      const r = this.#spawn(prepared);
+      const r = spawnJob(this.#run, prepared);
       const { job } = prepared;
       if (!r) continue;
       this.#running.set(job.job_id, r);
@@ -229,7 +199,7 @@ export class Supervisor {
         this.#running.delete(job.job_id);
         void this.pump();
       };
-      void this.#supervise(r, release).finally(() => {
+      void superviseJob(this.#run, r, release).finally(() => {
         r.capture?.close();
         release();
         this.#ending.delete(r.done);
@@ -258,174 +228,4 @@ export class Supervisor {
       return null;
     }
   }
-
-  /** Spawns one job and sends its start without waiting; null when it could not spawn. */
-  #spawn({ job, type, command, spec }: Prepared): Running | null {
-    let leader: Leader;
-    let capture: LogCapture | null = null;
-    // Taken before the spawn: every file the job writes is newer (see removeArtifacts).
-    const launchedAt = Date.now();
-    try {
-      capture = this.#capture(job.job_id);
-      leader = spawnLeader(command, {
-        env: jobEnv(job, type.env, spec, this.opts),
-        clearEnv: true,
-        stdin: "null",
-        stdoutFd: capture?.fd,
-        stderr: "piped",
-      });
-    } catch (e) {
-      capture?.close();
-      const why = e instanceof Error ? e.message : String(e);
-      void this.port.fail(job.job_id, "spawn_failed", `cannot start ${command[0]}: ${why}`)
-        .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
-      return null;
-    }
-    const { child } = leader;
-    if (capture) capture.pause = (stop) => signalGroup(child.pid, stop ? "SIGSTOP" : "SIGCONT");
-    const collector = new OutputCollector(
-      (events) => this.port.output(job.job_id, events),
-      { modelsDir: this.opts.modelsDir, onFailed: (why) => this.#outputFailed(job.job_id, why) },
-    );
-    const nice = this.opts.nice ?? 0;
-    const log = (m: string) => this.opts.log?.(m);
-    if (nice) setNice(child.pid, nice, log);
-    let ended = false;
-    if (nice && AUTOGROUPS) child.status.then(() => ended = true, () => {});
-    const startTicks = readStartTicks(child.pid);
-    const recorded = this.port.started(job.job_id, {
-      pid: child.pid,
-      pgid: child.pid,
-      start_ticks: startTicks,
-      worker_id: this.opts.workerId,
-      command,
-    }).catch(async (e) => {
-      this.opts.log?.(`job ${job.job_id}: could not record its start (${e}); stopping it`);
-      // Off the queue and not recorded as running: fail it, or it would wait forever.
-      await this.port.fail(job.job_id, "spawn_failed", `could not record the start: ${e}`)
-        .catch(() => {});
-      return { cancelled: true };
-    }).then(({ cancelled }) => {
-      if (cancelled) void this.stop(job.job_id, "cancel");
-      // Its own autogroup exists once its setsid() ran (see AUTOGROUPS), which it usually has
-      // by the time its start is recorded; a job that ended at once needs nothing. Polling each
-      // job from its spawn instead cost the supervisor thread 0.15 ms a job (no-op jobs).
-      else if (nice && AUTOGROUPS && !ended) {
-        void leader.leading.then(() => setAutogroupNice(child.pid, nice, log));
-      }
-    });
-    const fileRead = capture ? collector.consumeFile(capture, capture.ended) : null;
-    let finish!: () => void;
-    return {
-      job,
-      child,
-      capture,
-      command,
-      collector,
-      // A broken pipe must not keep the job from being recorded as ended.
-      reading: Promise.all([
-        fileRead ?? collector.consume(child.stdout!, "stdout"),
-        collector.consume(child.stderr, "stderr"),
-      ]).catch((e) => this.opts.log?.(`job ${job.job_id}: reading its output failed (${e})`)),
-      fileRead,
-      recorded,
-      leader,
-      spec,
-      launchedAt,
-      startTicks,
-      stopping: null,
-      stopped: null,
-      timer: null,
-      done: new Promise<void>((resolve) => finish = resolve),
-      finish: () => finish(),
-    };
-  }
-
-  /**
-   * Waits for a started job's process, enforcing its time limit, and records its end.
-   * `release` frees the slot as soon as the end is sent: the process and its strays are
-   * gone, and the store commits in call order, so the end is in the log no later than the
-   * start of the job that takes the slot (the API never shows more than the limit running).
-   */
-  async #supervise(r: Running, release: () => void): Promise<void> {
-    const { job, child, collector } = r;
-    r.timer = setTimeout(() => void this.stop(job.job_id, "timeout"), job.timeout_seconds * 1000);
-    const status = await child.status;
-    clearTimeout(r.timer);
-    // Its end follows its start in the log, and a cancel that came with the start applies.
-    await r.recorded;
-    // The leader is gone; anything it left in its group must not outlive the job or hold
-    // its pipes open. A stop in progress keeps its grace period.
-    let stop: { stopped_with: StopSignal | null; group_gone: boolean };
-    if (r.stopped) stop = await r.stopped;
-    else if (groupAlive(child.pid)) {
-      signalGroup(child.pid, "SIGKILL");
-      stop = { stopped_with: null, group_gone: await waitGroupGone(child.pid, 1000) };
-    } else stop = { stopped_with: null, group_gone: true };
-    // A process that left the group (setsid) still carries the job's id: it dies with the job.
-    const strays = await killJobProcesses(job.job_id, 1000, { since: r.startTicks });
-    if (strays.killed.length) {
-      this.opts.log?.(`job ${job.job_id}: killed escaped process(es) ${strays.killed.join(", ")}`);
-    }
-    // Nothing of the job is left to write its stdout's file: all of it is read, however far
-    // the reader is behind (the job never waited for it), and nothing written after this.
-    r.capture?.end();
-    await r.fileRead?.catch(() => {});
-    // One that escaped even that can hold the pipes open forever; its output after the job
-    // ended is not the job's.
-    if (!await settlesWithin(r.reading, PIPE_DRAIN_MS)) {
-      this.opts.log?.(`job ${job.job_id}: output pipes still open after exit; not waiting`);
-    }
-    await collector.close();
-    r.capture?.close();
-    const log = (m: string) => this.opts.log?.(`job ${job.job_id}: ${m}`);
-    const model = await settleModel({
-      modelsDir: this.opts.modelsDir,
-      path: collector.artifact ?? job.artifact_path,
-      stopped: r.stopping !== null,
-      success: status.success,
-      spec: r.spec,
-      holdsLease: () => this.port.holds?.(job.job_id) !== false,
-      artifacts: this.opts.artifacts,
-      workerId: this.opts.workerId,
-      log,
-    });
-    const report: ExitReport = {
-      exit_code: status.signal ? null : status.code,
-      signal: status.signal,
-      ...model,
-      stderr_tail: stderrTail(collector.stderrTail),
-      script_failure: collector.scriptFailure,
-      stopped_for: r.stopping,
-      stopped_with: stop.stopped_with,
-      group_gone: stop.group_gone && strays.gone,
-      strays_killed: strays.killed,
-      timeout_seconds: job.timeout_seconds,
-      output_failure: collector.failure,
-    };
-    if (r.stopping || !(status.success && model.artifact) || model.upload_failure) {
-      await removeJobFiles(this.opts.modelsDir, {
-        paths: [job.artifact_path, collector.artifact],
-        pid: child.pid,
-        launchedAt: r.launchedAt,
-      }, log);
-    }
-    const recorded = this.port.exited(job.job_id, report).catch((e) => {
-      this.opts.log?.(`job ${job.job_id}: could not record its exit (${e})`);
-    });
-    release();
-    await recorded;
-  }
-
-  /**
-   * The job's output cannot be stored: stop its group rather than let it run on with its log
-   * silently lost. The exit report carries the reason, so the job fails with it and the
-   * process's end is still recorded truthfully.
-   */
-  #outputFailed(jobId: string, why: string): void {
-    this.opts.log?.(`job ${jobId}: ${why}; stopping it`);
-    void this.stop(jobId, "output_failed");
-  }
 }
-
-const PIPE_DRAIN_MS = 2000;

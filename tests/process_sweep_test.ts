@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { findJobProcesses, killJobProcesses, readStartTicks } from "../jobs/process.ts";
-import { rememberedTicks } from "../jobs/sweep.ts";
+import { RECHECKS, rememberedTicks, useProcFs } from "../jobs/sweep.ts";
 
 function spawnWithId(jobId: string): Deno.ChildProcess {
   // setsid: outside any group we know of, like a daemon that escaped its job.
@@ -130,4 +130,132 @@ Deno.test("a remembered pid the counter passed since is read again", () => {
   assert.equal(rememberedTicks(5_000, previous, 4_000, 6_000), undefined, "passed: maybe reused");
   assert.equal(rememberedTicks(31_000, previous, 4_000, 6_000), 9, "above: not reached yet");
   assert.equal(rememberedTicks(100, previous, 4_000, null), undefined, "no counter: read all");
+});
+
+/** A process of a fake /proc: each read of its environment takes the next of `environs`. */
+interface FakeProcess {
+  state: string;
+  flags?: number;
+  /** Its stat's env_end, by how many times its environment was read before. */
+  envEnd: (reads: number) => number;
+  environs: string[];
+}
+
+/** A fake /proc for the sweep; `passes` counts the passes (each reads ns_last_pid once). */
+function fakeProc(processes: Map<number, FakeProcess>, onRead?: (pid: number, n: number) => void) {
+  const reads = new Map<number, number>();
+  const state = { passes: 0, reads };
+  const restore = useProcFs({
+    lastPid: () => (state.passes++, 900_000),
+    pids: () => processes.keys(),
+    stat: (pid) => {
+      const p = processes.get(pid);
+      if (!p) return null;
+      return {
+        state: p.state,
+        flags: p.flags ?? 0,
+        ticks: 1,
+        envEnd: p.envEnd(reads.get(pid) ?? 0),
+      };
+    },
+    environ: (pid) => {
+      const p = processes.get(pid);
+      if (!p) return null;
+      const n = reads.get(pid) ?? 0;
+      reads.set(pid, n + 1);
+      onRead?.(pid, n + 1);
+      return p.environs[Math.min(n, p.environs.length - 1)];
+    },
+    kill: (pid) => processes.delete(pid),
+  });
+  return { state, restore };
+}
+
+Deno.test("a stray caught mid-exec, its environment not set up yet, is read again and killed", async (t) => {
+  // No real process can be held inside its exec, so the pass reads a fake /proc.
+  const id = "job-mid-exec";
+  const carrying = `TRAIN_JOB_ID=${id}\0PATH=/usr/bin\0`;
+  const processes = new Map<number, FakeProcess>([
+    // Its first read falls inside the exec (env_end still 0); the next one sees the environment.
+    [900_001, { state: "R", envEnd: (n) => n < 2 ? 0 : 7, environs: ["", carrying] }],
+    // Its exec ended between the read and the stat: read once more at once.
+    [900_005, { state: "R", envEnd: () => 7, environs: ["", carrying] }],
+    // Started with `env -i`: always empty, env_end set. Read once more, never waited for.
+    [900_002, { state: "S", envEnd: () => 7, environs: [""] }],
+    // A kernel thread and a zombie read empty too, and are not read again.
+    [900_003, { state: "S", flags: 0x200000, envEnd: () => 0, environs: [""] }],
+    [900_004, { state: "Z", envEnd: () => 0, environs: [""] }],
+    // Never set up while the sweep looks: it may not hold the pass for long.
+    [900_006, { state: "D", envEnd: () => 0, environs: [""] }],
+  ]);
+  const { state, restore } = fakeProc(processes);
+  try {
+    const result = await killJobProcesses(id, 5_000, { since: 1 });
+    await t.step("both strays are found and killed", () => {
+      assert.deepEqual(result.killed.toSorted(), [900_001, 900_005]);
+      assert.equal(result.gone, true);
+      assert.ok(!processes.has(900_001) && !processes.has(900_005));
+    });
+    await t.step("the one caught in its exec was read again after a wait, once", () => {
+      assert.equal(state.reads.get(900_001), 2);
+    });
+    await t.step("an environment that is really empty is read twice a pass, not waited on", () => {
+      // The kill pass, then the pass that finds nothing left.
+      assert.equal(state.passes, 2);
+      assert.equal(state.reads.get(900_002), 2 * state.passes);
+    });
+    await t.step("one that stays in its exec is read again a bounded number of times", () => {
+      assert.equal(state.reads.get(900_006), state.passes * (1 + RECHECKS));
+    });
+    await t.step("a kernel thread and a zombie are read once a pass", () => {
+      assert.equal(state.reads.get(900_003), state.passes);
+      assert.equal(state.reads.get(900_004), state.passes);
+    });
+  } finally {
+    restore();
+  }
+});
+
+Deno.test("a request made while a pass waits is answered by the next pass", async () => {
+  const late: Promise<number>[] = [];
+  // Read empty mid-exec, so the first pass waits; it turns out not to be a job's.
+  const processes = new Map<number, FakeProcess>([
+    [900_010, { state: "S", envEnd: (n) => n < 2 ? 0 : 7, environs: ["", "X=1\0"] }],
+  ]);
+  const { state, restore } = fakeProc(processes, (_pid, n) => {
+    // Inside the first pass's wait: the same job asks again, and another job asks.
+    if (n !== 2) return;
+    for (const id of ["job-a", "job-b"]) {
+      late.push(killJobProcesses(id, 5_000).then(() => state.passes));
+    }
+  });
+  try {
+    const first = await killJobProcesses("job-a", 5_000).then(() => state.passes);
+    assert.equal(first, 1);
+    assert.deepEqual(await Promise.all(late), [2, 2]);
+  } finally {
+    restore();
+  }
+});
+
+Deno.test("a caller answered by a pass can ask again at once", async () => {
+  const { restore } = fakeProc(new Map());
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    // Asked again after 0 to 5 microtasks: the moment the last pass ends must leave no gap
+    // in which a new request finds a pass running and none comes.
+    for (let ticks = 0; ticks <= 5; ticks++) {
+      await killJobProcesses(`job-first-${ticks}`, 100);
+      for (let i = 0; i < ticks; i++) await Promise.resolve();
+      const hang = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`not answered (${ticks} ticks)`)), 5_000);
+      });
+      const again = await Promise.race([killJobProcesses(`job-again-${ticks}`, 100), hang]);
+      clearTimeout(timer);
+      assert.deepEqual(again, { killed: [], gone: true });
+    }
+  } finally {
+    clearTimeout(timer);
+    restore();
+  }
 });
