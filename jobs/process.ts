@@ -5,6 +5,8 @@
 import { getPriority, setPriority } from "node:os";
 import process from "node:process";
 
+import { emptyEnviron, proc } from "./procfs.ts";
+
 export { killJobProcesses } from "./sweep.ts";
 
 export type StopSignal = "SIGTERM" | "SIGKILL";
@@ -203,28 +205,34 @@ function findProcessesByEnv(
   accept: (value: string) => boolean,
 ): Map<number, string> {
   const found = new Map<number, string>();
-  let entries: Iterable<Deno.DirEntry>;
-  try {
-    entries = Deno.readDirSync("/proc");
-  } catch {
-    return found;
-  }
   const pattern = new RegExp(`(?:^|\0)${variable}=([^\0]*)`);
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    let environ: string;
-    try {
-      environ = Deno.readTextFileSync(`/proc/${entry.name}/environ`);
-    } catch {
-      continue;
-    }
-    const match = pattern.exec(environ);
+  for (const pid of proc.pids()) {
+    const match = pattern.exec(readEnviron(pid) ?? "");
     if (!match || !accept(match[1])) continue;
     // A zombie is already dead: only its parent's wait is missing.
-    const state = readStat(Number(entry.name))?.state;
-    if (state && state !== "Z" && state !== "X") found.set(Number(entry.name), match[1]);
+    const state = proc.stat(pid)?.state;
+    if (state && state !== "Z" && state !== "X") found.set(pid, match[1]);
   }
   return found;
+}
+
+/** How long (ms) an environment caught in the middle of an exec is read again, at most. */
+const EXEC_SPIN_MS = 5;
+
+/**
+ * A process's environment; one caught in the middle of an exec is read again until it is set
+ * up (see `emptyEnviron`). A busy wait, since callers are synchronous, but a short one: these
+ * scans run at a server's or a worker's start, and an exec's window is microseconds.
+ */
+function readEnviron(pid: number): string | null {
+  const until = performance.now() + EXEC_SPIN_MS;
+  for (;;) {
+    const environ = proc.environ(pid);
+    if (environ !== "") return environ;
+    const why = emptyEnviron(pid);
+    if (why === "settled") return proc.environ(pid);
+    if (why === "none" || performance.now() >= until) return environ;
+  }
 }
 
 /** The process group of a live process; null when it is gone. */

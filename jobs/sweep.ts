@@ -24,6 +24,8 @@
  * processes again, and only those (`recheckEmpty`).
  */
 
+import { emptyEnviron, proc, type ProcFs } from "./procfs.ts";
+
 export interface SweepOptions {
   /**
    * The kernel start ticks of the job's leader (its `start_ticks`); only processes started
@@ -120,9 +122,6 @@ function oldestStart(): number | null {
 
 const CARRIER = /(?:^|\0)TRAIN_JOB_ID=([^\0]*)/;
 
-/** Set in a kernel thread's stat flags (PF_KTHREAD): it has no environment, ever. */
-const KERNEL_THREAD = 0x200000;
-
 /**
  * Live (not zombie) processes started since `since` carrying one of `ids` (id -> pids), and
  * the processes whose environment read empty because an exec has not set it up yet.
@@ -156,23 +155,16 @@ function carrier(
   if (state && state !== "Z" && state !== "X") found.set(id, [...found.get(id) ?? [], pid]);
 }
 
-/**
- * What an empty environment means. For a moment of an exec the new one is not set up yet
- * (1,619 of 260,240 reads of a `setsid sleep` just after its start, in stop 19): the process's
- * `env_end` (stat) is still 0 then, and it goes to `unsure`, to be read again. Once `env_end`
- * is set, the exec has ended since the read (read once more) or the process has none (`env -i`).
- * A zombie, an exiting process and a kernel thread read empty too and are not waited for.
- */
+/** After an empty read (see `emptyEnviron`): read again now, later (`unsure`), or not. */
 function afterEmpty(
   pid: number,
   ids: ReadonlySet<string>,
   found: Map<string, number[]>,
   unsure: number[],
 ): void {
-  const stat = proc.stat(pid);
-  if (!stat || stat.state === "Z" || stat.state === "X" || stat.flags & KERNEL_THREAD) return;
-  if (stat.envEnd === 0) unsure.push(pid);
-  else carrier(pid, proc.environ(pid), ids, found);
+  const why = emptyEnviron(pid);
+  if (why === "execing") unsure.push(pid);
+  else if (why === "settled") carrier(pid, proc.environ(pid), ids, found);
 }
 
 /** How often, and how far apart (ms), an environment in the middle of an exec is read again. */
@@ -206,6 +198,8 @@ async function recheckEmpty(
 let known = new Map<number, number>();
 let knownLastPid = -1;
 let knownAt = 0;
+/** The /proc `known` was read from: a test's fake is not the machine's. */
+let knownFrom: ProcFs | null = null;
 const TRUST_MS = 1000;
 
 /** Live pids (zombies included) with their start ticks. */
@@ -213,7 +207,8 @@ function listProcesses(): Map<number, number> {
   // Read before the listing: every pid the listing shows above it is new to this pass.
   const lastPid = proc.lastPid();
   const now = Date.now();
-  const trusted = lastPid !== null && lastPid >= knownLastPid && now - knownAt < TRUST_MS;
+  const trusted = lastPid !== null && lastPid >= knownLastPid && now - knownAt < TRUST_MS &&
+    knownFrom === proc;
   const previous = trusted ? known : new Map<number, number>();
   const seen = new Map<number, number>();
   for (const pid of proc.pids()) {
@@ -223,6 +218,7 @@ function listProcesses(): Map<number, number> {
   known = seen;
   knownLastPid = lastPid ?? -1;
   knownAt = now;
+  knownFrom = proc;
   return seen;
 }
 
@@ -239,89 +235,4 @@ export function rememberedTicks(
 ): number | undefined {
   if (now === null || (pid > before && pid <= now)) return undefined;
   return previous.get(pid);
-}
-
-/** What a pass reads of the processes, and how it kills one: /proc and kill(2). */
-export interface ProcFs {
-  /** The pid the kernel handed out last (`ns_last_pid`); null when unreadable. */
-  lastPid(): number | null;
-  pids(): Iterable<number>;
-  /**
-   * Null when the process is gone. `envEnd`: where its environment ends in its memory, 0 while
-   * an exec has not set it up (and for a process without memory: a zombie, a kernel thread).
-   */
-  stat(pid: number): { state: string; flags: number; ticks: number; envEnd: number } | null;
-  /** Null when the process is gone or not ours to read. */
-  environ(pid: number): string | null;
-  /** SIGKILL; false when the process is gone already. */
-  kill(pid: number): boolean;
-}
-
-const linuxProc: ProcFs = {
-  lastPid() {
-    try {
-      return Number(Deno.readTextFileSync("/proc/sys/kernel/ns_last_pid"));
-    } catch {
-      return null;
-    }
-  },
-  *pids() {
-    let entries: Iterable<Deno.DirEntry>;
-    try {
-      entries = Deno.readDirSync("/proc");
-    } catch {
-      return;
-    }
-    for (const entry of entries) {
-      const pid = Number(entry.name);
-      if (pid > 0) yield pid;
-    }
-  },
-  stat(pid) {
-    let stat: string;
-    try {
-      stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    } catch {
-      return null;
-    }
-    // Fields 3 to 51 of proc(5): state is 3, flags 9, starttime 22, env_end 51.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 49);
-    return {
-      state: fields[0],
-      flags: Number(fields[6]),
-      ticks: Number(fields[19]),
-      envEnd: Number(fields[48]),
-    };
-  },
-  environ(pid) {
-    try {
-      return Deno.readTextFileSync(`/proc/${pid}/environ`);
-    } catch {
-      return null;
-    }
-  },
-  kill(pid) {
-    try {
-      Deno.kill(pid, "SIGKILL");
-      return true;
-    } catch {
-      return false;
-    }
-  },
-};
-
-let proc: ProcFs = linuxProc;
-
-/**
- * Sweeps read `fake` instead of /proc until the returned function is called: for tests of
- * what a pass decides from what it reads, such as an environment caught mid-exec, which a
- * real process cannot be held in.
- */
-export function useProcFs(fake: ProcFs): () => void {
-  proc = fake;
-  known = new Map();
-  return () => {
-    proc = linuxProc;
-    known = new Map();
-  };
 }

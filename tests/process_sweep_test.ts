@@ -1,11 +1,13 @@
 /**
  * killJobProcesses shares one /proc pass among jobs ending together (issue 12). Sharing must
  * not weaken it: every process carrying one of the ids dies, processes of other jobs are
- * left alone, and a job with no process left is answered too. Real processes throughout.
+ * left alone, and a job with no process left is answered too. Real processes, but for the
+ * moment of an exec, which no real process can be held in: those tests read a fake /proc.
  */
 import assert from "node:assert/strict";
 import { findJobProcesses, killJobProcesses, readStartTicks } from "../jobs/process.ts";
-import { RECHECKS, rememberedTicks, useProcFs } from "../jobs/sweep.ts";
+import { RECHECKS, rememberedTicks } from "../jobs/sweep.ts";
+import { useProcFs } from "../jobs/procfs.ts";
 
 function spawnWithId(jobId: string): Deno.ChildProcess {
   // setsid: outside any group we know of, like a daemon that escaped its job.
@@ -256,6 +258,36 @@ Deno.test("a caller answered by a pass can ask again at once", async () => {
     }
   } finally {
     clearTimeout(timer);
+    restore();
+  }
+});
+
+Deno.test("recovery's scan finds a job's process caught in its exec", async (t) => {
+  const carrying = (id: string) => `TRAIN_JOB_ID=${id}\0`;
+  const processes = new Map<number, FakeProcess>([
+    [900_020, { state: "R", envEnd: (n) => n < 2 ? 0 : 7, environs: ["", carrying("job-e")] }],
+    [900_021, { state: "S", envEnd: () => 7, environs: ["", carrying("job-f")] }],
+    [900_022, { state: "S", envEnd: () => 7, environs: [""] }],
+    // Never set up while the scan looks: given up on after a few milliseconds.
+    [900_023, { state: "D", envEnd: () => 0, environs: [""] }],
+  ]);
+  const { state, restore } = fakeProc(processes);
+  try {
+    const found = findJobProcesses(null);
+    await t.step("both processes caught in their exec are found", () => {
+      assert.deepEqual(
+        [...found].toSorted(([a], [b]) => a - b),
+        [[900_020, "job-e"], [900_021, "job-f"]],
+      );
+    });
+    await t.step(
+      "one with no environment is read twice, and one stuck in its exec given up on",
+      () => {
+        assert.equal(state.reads.get(900_022), 2);
+        assert.ok((state.reads.get(900_023) ?? 0) > 2);
+      },
+    );
+  } finally {
     restore();
   }
 });
