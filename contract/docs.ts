@@ -9,6 +9,7 @@ import type { MiddlewareHandler } from "hono";
 import type { OpenAPIV3, OpenAPIV3_1 } from "openapi-types";
 import { z } from "zod";
 import {
+  EventsQuery,
   IdempotencyKey,
   ListQuery,
   ModelsQuery,
@@ -232,7 +233,7 @@ export const trainDocs = {
   events: describeRoute({
     tags: TRAIN,
     summary: "A job's events from the log, page by page",
-    parameters: [jobIdParam, ...query(PageQuery)],
+    parameters: [jobIdParam, ...query(EventsQuery)],
     responses: { 200: json("Events after `after`", EventsResponse), ...errors(404, 422) },
   }),
 } satisfies Record<string, MiddlewareHandler>;

@@ -155,7 +155,9 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
     return failed("timeout", `time limit of ${r.timeout_seconds ?? "?"} s exceeded${tail}`);
   }
   if (r.stopped_for === "shutdown") {
-    return failed("interrupted", "the server shut down while the job was running");
+    // A remote worker's stop is its own, not the server's.
+    const who = state.process.worker_name ? `worker ${state.process.worker_name}` : "the server";
+    return failed("interrupted", `${who} shut down while the job was running`);
   }
   if (r.exit_code === 0 && r.artifact && r.upload_failure) {
     return failed("upload_failed", r.upload_failure);

@@ -183,7 +183,10 @@ export function splitHyperparameters(
   for (const key of unknown) {
     problems.push({
       field: `hyperparameters.${key}`,
-      message: "not a hyperparameter of any model",
+      // Naming the type: the key may well be another type's (`epochs` sent to xgboost).
+      message: types.length === 1
+        ? `not a hyperparameter of ${types[0].name}`
+        : "not a hyperparameter of any model",
     });
   }
   if (problems.length) {

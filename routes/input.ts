@@ -2,6 +2,7 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { AppError, BadRequestError, NotFoundError, ValidationError } from "../errors.ts";
+import { JobEvent } from "../jobs/events.ts";
 
 export const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -52,4 +53,28 @@ export function check<T extends z.ZodType>(schema: T, value: unknown, what: stri
     `invalid ${what}: ${details.map((d) => `${d.field}: ${d.message}`).join("; ")}`,
     details,
   );
+}
+
+const EVENT_TYPES: readonly string[] = JobEvent.options.map((o) => o.shape.type.value);
+
+/**
+ * The event types a page or stream is filtered to: comma-separated lists, from `types` or
+ * `type` (the stream's and the events page's names, each taken on both), or undefined for
+ * all. An unknown type is a 422 naming the known ones, not a silently empty page.
+ */
+export function eventTypes(...lists: (string | undefined)[]): string[] | undefined {
+  const given = lists.filter((l) => l !== undefined);
+  if (given.length === 0) return undefined;
+  const split = given.flatMap((l) => l.split(",")).map((t) => t.trim()).filter(Boolean);
+  const types = [...new Set(split)];
+  const unknown = types.filter((t) => !EVENT_TYPES.includes(t));
+  if (types.length === 0 || unknown.length) {
+    throw new ValidationError(
+      `invalid query: types must be a comma-separated list of event types (${
+        EVENT_TYPES.join(", ")
+      })` +
+        (unknown.length ? `; unknown: ${unknown.join(", ").slice(0, 200)}` : ""),
+    );
+  }
+  return types;
 }

@@ -44,10 +44,19 @@ export const ListQuery = z.strictObject({
   parent_id: z.string().max(64).optional(),
 });
 
+/** An event's seq, from a query string: "abc" would otherwise read "received NaN". */
+export const Seq = z.coerce.number({ error: "must be a number: an event's seq (0 for the start)" })
+  .int().min(0);
+
 export const PageQuery = z.strictObject({
-  after: z.coerce.number().int().min(0).default(0),
+  after: Seq.default(0),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  type: z.string().max(200).optional(),
+  type: z.string().max(500).optional(),
+});
+
+export const EventsQuery = PageQuery.extend({
+  /** The stream's name for `type`, taken here too. */
+  types: z.string().max(500).optional(),
 });
 
 export const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, {

@@ -17,10 +17,11 @@ import type { EventStore } from "../db/event_store.ts";
 import { getJob, getJobs } from "../db/queries.ts";
 import { logTail } from "../db/log_tail.ts";
 import { eventsAfter, type StreamPage, type StreamRow } from "../db/stream_queries.ts";
-import { BadRequestError, NotFoundError, UnavailableError, ValidationError } from "../errors.ts";
-import { JobEvent, type StoredEvent } from "../jobs/events.ts";
+import { BadRequestError, NotFoundError, UnavailableError } from "../errors.ts";
+import type { StoredEvent } from "../jobs/events.ts";
 import { isTerminal, type JobState } from "../jobs/state.ts";
-import { check, jobIdParam } from "./input.ts";
+import { check, eventTypes, jobIdParam } from "./input.ts";
+import { Seq } from "./schemas.ts";
 import { StreamHub } from "./stream_hub.ts";
 import { send } from "./stream_send.ts";
 import { statusView } from "./views.ts";
@@ -37,7 +38,6 @@ export interface StreamDeps {
   pollMs?: number;
 }
 
-const EVENT_TYPES = JobEvent.options.map((o) => o.shape.type.value);
 const TERMINAL_TYPES = ["completed", "failed", "cancelled"];
 /** The events that change what a job list shows: it was submitted, it started, it ended. */
 export const LIFECYCLE_TYPES = ["submitted", "started", ...TERMINAL_TYPES];
@@ -47,10 +47,12 @@ const PAGE_CHARS = 32 * 1024;
 const RETRY_AFTER_SECONDS = 5;
 const END_CACHE = 64;
 
-const Cursor = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const Cursor = Seq.max(Number.MAX_SAFE_INTEGER);
 const JobStreamQuery = z.strictObject({
   after: Cursor.optional(),
   types: z.string().max(500).optional(),
+  /** The events page's name for it, taken here too. */
+  type: z.string().max(500).optional(),
 });
 const AllStreamQuery = z.strictObject({ after: Cursor.optional() });
 
@@ -66,7 +68,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
   app.get("/job/:job_id/stream", streamDocs.job, async (c) => {
     const id = jobIdParam(c);
     const q = check(JobStreamQuery, c.req.query(), "query");
-    const types = q.types === undefined ? undefined : eventTypes(q.types);
+    const types = eventTypes(q.types, q.type);
     let cursor = resume(c, q.after);
     const job = await getJob(deps.db, id);
     if (!job) throw new NotFoundError(`no job with id ${id}`);
@@ -254,18 +256,4 @@ function resume(c: Context, after: number | undefined): number {
     );
   }
   return parsed.data;
-}
-
-function eventTypes(list: string): string[] {
-  const types = [...new Set(list.split(",").map((t) => t.trim()).filter(Boolean))];
-  const unknown = types.filter((t) => !EVENT_TYPES.includes(t as never));
-  if (types.length === 0 || unknown.length) {
-    throw new ValidationError(
-      `invalid query: types must be a comma-separated list of event types (${
-        EVENT_TYPES.join(", ")
-      })` +
-        (unknown.length ? `; unknown: ${unknown.join(", ").slice(0, 200)}` : ""),
-    );
-  }
-  return types;
 }

@@ -9,8 +9,9 @@ import type { CancelResponse } from "../contract/responses.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
 import { isTerminal, isWaiting, type JobState } from "../jobs/state.ts";
-import { check, jobIdParam, readJson } from "./input.ts";
+import { check, eventTypes, jobIdParam, readJson } from "./input.ts";
 import {
+  EventsQuery,
   IdempotencyKey,
   ListQuery,
   PageQuery,
@@ -134,8 +135,8 @@ export function trainRoutes(deps: TrainDeps): Hono {
 
   app.get("/job/:job_id/events", trainDocs.events, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
-    const q = check(PageQuery, c.req.query(), "query");
-    const types = q.type?.split(",").map((t) => t.trim()).filter(Boolean);
+    const q = check(EventsQuery, c.req.query(), "query");
+    const types = eventTypes(q.type, q.types);
     const page = await jobEvents(deps.db, job.job_id, {
       ...q,
       types,

@@ -157,6 +157,18 @@ Deno.test("exit report mapping", async (t) => {
     ],
     ["killed even with an artifact", { exit_code: null, signal: "SIGSEGV" }, "killed", /SIGSEGV/],
   ];
+  await t.step("a shutdown names who shut down: the server, or the remote worker", () => {
+    const shutdown = exit({ exit_code: null, signal: "SIGTERM", stopped_for: "shutdown" });
+    assert.equal(
+      when(running(), shutdown).state.error,
+      "the server shut down while the job was running",
+    );
+    const remote = given([submit(), start({ worker_name: "gpu-box-1" })]);
+    assert.match(
+      when(remote, shutdown).state.error ?? "",
+      /worker gpu-box-1 shut down while the job was running/,
+    );
+  });
   for (const [name, report, reason, error] of cases) {
     await t.step(`${name} -> failed (${reason})`, () => {
       const { events, state } = ended(report);

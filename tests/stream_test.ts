@@ -124,12 +124,22 @@ Deno.test("e2e: job and global event streams", async (t) => {
         [`/train/job/${id}/stream?typ=log`, {}, 422, /typ/],
         [`/train/job/${id}/stream`, { "Last-Event-ID": "x1" }, 400, /Last-Event-ID/],
         ["/train/stream?types=log", {}, 422, /types/],
+        [`/train/job/${id}/stream?after=abc`, {}, 422, /after: must be a number/],
+        // The events page checks its types as the stream does: a typo is not an empty page.
+        [`/train/job/${id}/events?type=progres`, {}, 422, /unknown: progres/],
+        [`/train/job/${id}/events?after=abc`, {}, 422, /after: must be a number/],
       ];
       for (const [path, headers, status, message] of cases) {
         const r = await http(base, "GET", path, undefined, headers);
         assert.equal(r.status, status, `${path}: ${JSON.stringify(r.body)}`);
         assert.match(r.body.message, message);
       }
+      // Each endpoint takes the other's name for its types too.
+      const byType = await http(base, "GET", `/train/job/${id}/events?type=submitted`);
+      const byTypes = await http(base, "GET", `/train/job/${id}/events?types=submitted`);
+      assert.equal(byTypes.status, 200);
+      assert.deepEqual(byTypes.body.events, byType.body.events);
+      assert.deepEqual(byType.body.events.map((e: { type: string }) => e.type), ["submitted"]);
       const post = await http(base, "POST", "/train/stream");
       assert.equal(post.status, 405);
       assert.equal(post.headers.get("allow"), "GET");
