@@ -16,6 +16,7 @@ import { RuntimeChecker } from "./models/runtime_checker.ts";
 import { checkSettings } from "./startup_checks.ts";
 import { Leases } from "./queue/leases.ts";
 import { Reaper } from "./queue/reaper.ts";
+import { onStopSignals } from "./stop_signals.ts";
 
 const startedAt = new Date();
 const log = (message: string) => console.log(`[trainer] ${message}`);
@@ -180,12 +181,7 @@ if (supervisorThread) {
   supervisorThread.postMessage({ init: threadOptions });
 }
 
-let signals = 0;
 async function shutdown(signal: string): Promise<void> {
-  if (++signals > 1) {
-    log(`${signal} again: exiting now`);
-    Deno.exit(130);
-  }
   log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
   lifecycle.shuttingDown = true;
   reaper.stop();
@@ -208,5 +204,4 @@ function stopSupervisor(supervisorThread: Worker): Promise<void> {
   });
 }
 
-Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
-Deno.addSignalListener("SIGINT", () => void shutdown("SIGINT"));
+onStopSignals({ stop: shutdown, log });

@@ -12,6 +12,7 @@ import { FolderStore } from "../artifacts/folder_store.ts";
 import { checkWorkerSettings, ConfigError, loadWorkerConfig } from "./config.ts";
 import { HttpPort } from "./http_port.ts";
 import { killLeftovers } from "./leftovers.ts";
+import { onStopSignals } from "../stop_signals.ts";
 
 const log = (message: string) => console.log(`[worker] ${message}`);
 const warn = (message: string) => console.error(`[worker] ${message}`);
@@ -77,24 +78,20 @@ const port = new HttpPort(new ApiClient(config.TRAINER_URL, config.WORKER_TOKEN)
   warn,
 });
 let supervisor: Supervisor | null = null;
-let signals = 0;
+let stopping = false;
 async function shutdown(signal: string): Promise<void> {
-  if (++signals > 1) {
-    log(`${signal} again: exiting now`);
-    Deno.exit(130);
-  }
+  stopping = true;
   log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
   await supervisor?.shutdown();
   await port.close();
   log("stopped");
   Deno.exit(0);
 }
-Deno.addSignalListener("SIGTERM", () => void shutdown("SIGTERM"));
-Deno.addSignalListener("SIGINT", () => void shutdown("SIGINT"));
+onStopSignals({ stop: shutdown, log });
 
 const registered = await port.register(modelTypes, config.MAX_CONCURRENT_JOBS).catch((e) => {
   // A signal while registering: shutdown() is exiting already.
-  if (signals) return new Promise<never>(() => {});
+  if (stopping) return new Promise<never>(() => {});
   fail(messageOf(e));
 });
 
@@ -111,7 +108,7 @@ supervisor = new Supervisor(port, {
   artifacts,
   log,
 });
-if (!signals) supervisor.start();
+if (!stopping) supervisor.start();
 log(
   `${name} (${registered.worker_id}) connected to ${config.TRAINER_URL}, running up to ` +
     `${config.MAX_CONCURRENT_JOBS} jobs`,
