@@ -9,8 +9,10 @@ import type { MiddlewareHandler } from "hono";
 import type { OpenAPIV3, OpenAPIV3_1 } from "openapi-types";
 import { z } from "zod";
 import {
+  AllStreamQuery,
   EventsQuery,
   IdempotencyKey,
+  JobStreamQuery,
   ListQuery,
   ModelsQuery,
   PageQuery,
@@ -251,12 +253,13 @@ export const streamDocs = {
   job: describeRoute({
     tags: TRAIN,
     summary: "A job's events as they happen, ending with `event: end` (data: the status view)",
-    parameters: [jobIdParam],
+    parameters: [jobIdParam, ...query(JobStreamQuery)],
     responses: { 200: STREAM, ...errors(400, 404, 422) },
   }),
   all: describeRoute({
     tags: TRAIN,
     summary: "Every job's submitted, started and terminal events as they happen",
+    parameters: query(AllStreamQuery),
     responses: { 200: STREAM, ...errors(400, 422) },
   }),
 } satisfies Record<string, MiddlewareHandler>;

@@ -89,6 +89,8 @@ export function useProcFs(fake: ProcFs): () => void {
 
 /** Set in a kernel thread's stat flags (PF_KTHREAD): it has no environment, ever. */
 const KERNEL_THREAD = 0x200000;
+/** Set in an exiting process's stat flags (PF_EXITING): its memory, environment too, is going. */
+const EXITING = 0x4;
 
 /**
  * Why a process's environment read empty. For a moment of an exec the new one is not set up
@@ -100,7 +102,7 @@ const KERNEL_THREAD = 0x200000;
  */
 export function emptyEnviron(pid: number): "execing" | "settled" | "none" {
   const stat = proc.stat(pid);
-  if (!stat || stat.state === "Z" || stat.state === "X" || stat.flags & KERNEL_THREAD) {
+  if (!stat || stat.state === "Z" || stat.state === "X" || stat.flags & (KERNEL_THREAD | EXITING)) {
     return "none";
   }
   return stat.envEnd === 0 ? "execing" : "settled";

@@ -60,13 +60,19 @@ const EVENT_TYPES: readonly string[] = JobEvent.options.map((o) => o.shape.type.
 /**
  * The event types a page or stream is filtered to: comma-separated lists, from `types` or
  * `type` (the stream's and the events page's names, each taken on both), or undefined for
- * all. An unknown type is a 422 naming the known ones, not a silently empty page.
+ * all. An unknown type is a 422 naming the known ones, not a silently empty page. An empty
+ * list means all on the events page (as it always did) and is a 422 on the stream (as it
+ * always was): `emptyIsAll`.
  */
-export function eventTypes(...lists: (string | undefined)[]): string[] | undefined {
+export function eventTypes(
+  lists: (string | undefined)[],
+  opts: { emptyIsAll: boolean },
+): string[] | undefined {
   const given = lists.filter((l) => l !== undefined);
   if (given.length === 0) return undefined;
   const split = given.flatMap((l) => l.split(",")).map((t) => t.trim()).filter(Boolean);
   const types = [...new Set(split)];
+  if (types.length === 0 && opts.emptyIsAll) return undefined;
   const unknown = types.filter((t) => !EVENT_TYPES.includes(t));
   if (types.length === 0 || unknown.length) {
     throw new ValidationError(

@@ -44,20 +44,39 @@ export const ListQuery = z.strictObject({
   parent_id: z.string().max(64).optional(),
 });
 
-/** An event's seq, from a query string: "abc" would otherwise read "received NaN". */
-export const Seq = z.coerce.number({ error: "must be a number: an event's seq (0 for the start)" })
-  .int().min(0);
+/**
+ * An event's seq, from a query string: "abc" would otherwise read "received NaN". Only the
+ * type's message is replaced; -1 still says ">=0".
+ */
+export const Seq = z.coerce.number({
+  error: (issue) =>
+    issue.code === "invalid_type"
+      ? "must be a number: an event's seq (0 for the start)"
+      : undefined,
+}).int().min(0);
 
 export const PageQuery = z.strictObject({
   after: Seq.default(0),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  type: z.string().max(500).optional(),
+  type: z.string().max(200).optional(),
 });
 
 export const EventsQuery = PageQuery.extend({
   /** The stream's name for `type`, taken here too. */
   types: z.string().max(500).optional(),
 });
+
+/** A stream's position: an event's seq (`after`, `Last-Event-ID`). */
+export const Cursor = Seq.max(Number.MAX_SAFE_INTEGER);
+
+export const JobStreamQuery = z.strictObject({
+  after: Cursor.optional(),
+  types: z.string().max(500).optional(),
+  /** The events page's name for it, taken here too. */
+  type: z.string().max(500).optional(),
+});
+
+export const AllStreamQuery = z.strictObject({ after: Cursor.optional() });
 
 export const IdempotencyKey = z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, {
   message: "must be 1-200 printable ASCII characters without spaces",

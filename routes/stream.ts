@@ -11,7 +11,6 @@ import { streamDocs } from "../contract/docs.ts";
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
-import { z } from "zod";
 import type { Db } from "../db/client.ts";
 import type { EventStore } from "../db/event_store.ts";
 import { getJob, getJobs } from "../db/queries.ts";
@@ -21,7 +20,7 @@ import { BadRequestError, NotFoundError, UnavailableError } from "../errors.ts";
 import type { StoredEvent } from "../jobs/events.ts";
 import { isTerminal, type JobState } from "../jobs/state.ts";
 import { check, eventTypes, jobIdParam } from "./input.ts";
-import { Seq } from "./schemas.ts";
+import { AllStreamQuery, Cursor, JobStreamQuery } from "./schemas.ts";
 import { StreamHub } from "./stream_hub.ts";
 import { send } from "./stream_send.ts";
 import { statusView } from "./views.ts";
@@ -47,15 +46,6 @@ const PAGE_CHARS = 32 * 1024;
 const RETRY_AFTER_SECONDS = 5;
 const END_CACHE = 64;
 
-const Cursor = Seq.max(Number.MAX_SAFE_INTEGER);
-const JobStreamQuery = z.strictObject({
-  after: Cursor.optional(),
-  types: z.string().max(500).optional(),
-  /** The events page's name for it, taken here too. */
-  type: z.string().max(500).optional(),
-});
-const AllStreamQuery = z.strictObject({ after: Cursor.optional() });
-
 /** Builds the stream routes (mounted under `/train`). */
 export function streamRoutes(deps: StreamDeps): Hono {
   const hub = new StreamHub(deps.db, deps.store, {
@@ -68,7 +58,7 @@ export function streamRoutes(deps: StreamDeps): Hono {
   app.get("/job/:job_id/stream", streamDocs.job, async (c) => {
     const id = jobIdParam(c);
     const q = check(JobStreamQuery, c.req.query(), "query");
-    const types = eventTypes(q.types, q.type);
+    const types = eventTypes([q.types, q.type], { emptyIsAll: false });
     let cursor = resume(c, q.after);
     const job = await getJob(deps.db, id);
     if (!job) throw new NotFoundError(`no job with id ${id}`);

@@ -136,7 +136,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
   app.get("/job/:job_id/events", trainDocs.events, async (c) => {
     const job = await findJob(deps.db, jobIdParam(c));
     const q = check(EventsQuery, c.req.query(), "query");
-    const types = eventTypes(q.type, q.types);
+    const types = eventTypes([q.type, q.types], { emptyIsAll: true });
     const page = await jobEvents(deps.db, job.job_id, {
       ...q,
       types,

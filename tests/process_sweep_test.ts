@@ -187,6 +187,8 @@ Deno.test("a stray caught mid-exec, its environment not set up yet, is read agai
     // A kernel thread and a zombie read empty too, and are not read again.
     [900_003, { state: "S", flags: 0x200000, envEnd: () => 0, environs: [""] }],
     [900_004, { state: "Z", envEnd: () => 0, environs: [""] }],
+    // Exiting (PF_EXITING): its memory is going, env_end reads 0, and it is not waited for.
+    [900_007, { state: "D", flags: 0x4, envEnd: () => 0, environs: [""] }],
     // Never set up while the sweep looks: it may not hold the pass for long.
     [900_006, { state: "D", envEnd: () => 0, environs: [""] }],
   ]);
@@ -209,9 +211,10 @@ Deno.test("a stray caught mid-exec, its environment not set up yet, is read agai
     await t.step("one that stays in its exec is read again a bounded number of times", () => {
       assert.equal(state.reads.get(900_006), state.passes * (1 + RECHECKS));
     });
-    await t.step("a kernel thread and a zombie are read once a pass", () => {
+    await t.step("a kernel thread, a zombie and an exiting process are read once a pass", () => {
       assert.equal(state.reads.get(900_003), state.passes);
       assert.equal(state.reads.get(900_004), state.passes);
+      assert.equal(state.reads.get(900_007), state.passes);
     });
   } finally {
     restore();

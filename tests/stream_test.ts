@@ -128,6 +128,10 @@ Deno.test("e2e: job and global event streams", async (t) => {
         // The events page checks its types as the stream does: a typo is not an empty page.
         [`/train/job/${id}/events?type=progres`, {}, 422, /unknown: progres/],
         [`/train/job/${id}/events?after=abc`, {}, 422, /after: must be a number/],
+        [`/train/job/${id}/events?after=-1`, {}, 422, /after: Too small/],
+        // The stream takes the events page's `type` too, and checks it.
+        [`/train/job/${id}/stream?type=bogus`, {}, 422, /unknown: bogus/],
+        [`/train/job/${id}/stream?types=`, {}, 422, /types must be/],
       ];
       for (const [path, headers, status, message] of cases) {
         const r = await http(base, "GET", path, undefined, headers);
@@ -140,6 +144,11 @@ Deno.test("e2e: job and global event streams", async (t) => {
       assert.equal(byTypes.status, 200);
       assert.deepEqual(byTypes.body.events, byType.body.events);
       assert.deepEqual(byType.body.events.map((e: { type: string }) => e.type), ["submitted"]);
+      // An empty list on the events page is no filter, as it always was.
+      const empty = await http(base, "GET", `/train/job/${id}/events?type=`);
+      const all = await http(base, "GET", `/train/job/${id}/events`);
+      assert.equal(empty.status, 200);
+      assert.deepEqual(empty.body.events, all.body.events);
       const post = await http(base, "POST", "/train/stream");
       assert.equal(post.status, 405);
       assert.equal(post.headers.get("allow"), "GET");
