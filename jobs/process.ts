@@ -5,7 +5,7 @@
 import { getPriority, setPriority } from "node:os";
 import process from "node:process";
 
-import { emptyEnviron, proc } from "./procfs.ts";
+import { emptyEnviron, live, proc } from "./procfs.ts";
 
 export { killJobProcesses } from "./sweep.ts";
 
@@ -31,24 +31,13 @@ function liveMembers(pgid: number): number {
   try {
     for (const entry of Deno.readDirSync("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
-      const stat = readStat(Number(entry.name));
-      if (stat && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") count++;
+      const stat = proc.stat(Number(entry.name));
+      if (live(stat) && stat.pgrp === pgid) count++;
     }
   } catch {
     return -1;
   }
   return count;
-}
-
-/** Fields of /proc/<pid>/stat after the command name; null when the process is gone. */
-function readStat(pid: number): { state: string; pgrp: number; fields: string[] } | null {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { state: fields[0], pgrp: Number(fields[2]), fields };
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -143,8 +132,7 @@ export function signalGroup(pgid: number, signal: StopSignal | "SIGSTOP" | "SIGC
  * exist. Recorded at spawn so that a later check is not fooled by a reused pid.
  */
 export function readStartTicks(pid: number): number | null {
-  const stat = readStat(pid);
-  return stat ? Number(stat.fields[19]) : null;
+  return proc.stat(pid)?.ticks ?? null;
 }
 
 /** True when `pid` is alive and is the very process that started at `startTicks`. */
@@ -209,9 +197,7 @@ function findProcessesByEnv(
   for (const pid of proc.pids()) {
     const match = pattern.exec(readEnviron(pid) ?? "");
     if (!match || !accept(match[1])) continue;
-    // A zombie is already dead: only its parent's wait is missing.
-    const state = proc.stat(pid)?.state;
-    if (state && state !== "Z" && state !== "X") found.set(pid, match[1]);
+    if (live(proc.stat(pid))) found.set(pid, match[1]);
   }
   return found;
 }
@@ -237,5 +223,5 @@ function readEnviron(pid: number): string | null {
 
 /** The process group of a live process; null when it is gone. */
 export function readPgid(pid: number): number | null {
-  return readStat(pid)?.pgrp ?? null;
+  return proc.stat(pid)?.pgrp ?? null;
 }

@@ -3,6 +3,22 @@
  * stray sweep (sweep.ts) and `findJobProcesses` (process.ts) read, and how a stray is killed.
  */
 
+/** What is used of /proc/<pid>/stat. */
+export interface Stat {
+  state: string;
+  /** The process group. */
+  pgrp: number;
+  flags: number;
+  /** Start time, in clock ticks since boot. */
+  ticks: number;
+  envEnd: number;
+}
+
+/** False for a zombie (dead, only its parent's wait missing) and for a process that is gone. */
+export function live(stat: Stat | null): stat is Stat {
+  return stat !== null && stat.state !== "Z" && stat.state !== "X";
+}
+
 /** What is read of the processes, and how one is killed: /proc and kill(2). */
 export interface ProcFs {
   /** The pid the kernel handed out last (`ns_last_pid`); null when unreadable. */
@@ -12,7 +28,7 @@ export interface ProcFs {
    * Null when the process is gone. `envEnd`: where its environment ends in its memory, 0 while
    * an exec has not set it up (and for a process without memory: a zombie, a kernel thread).
    */
-  stat(pid: number): { state: string; flags: number; ticks: number; envEnd: number } | null;
+  stat(pid: number): Stat | null;
   /** Null when the process is gone or not ours to read. */
   environ(pid: number): string | null;
   /** SIGKILL; false when the process is gone already. */
@@ -46,10 +62,11 @@ const linuxProc: ProcFs = {
     } catch {
       return null;
     }
-    // Fields 3 to 51 of proc(5): state is 3, flags 9, starttime 22, env_end 51.
+    // Fields 3 to 51 of proc(5): state is 3, pgrp 5, flags 9, starttime 22, env_end 51.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 49);
     return {
       state: fields[0],
+      pgrp: Number(fields[2]),
       flags: Number(fields[6]),
       ticks: Number(fields[19]),
       envEnd: Number(fields[48]),
@@ -102,8 +119,6 @@ const EXITING = 0x4;
  */
 export function emptyEnviron(pid: number): "execing" | "settled" | "none" {
   const stat = proc.stat(pid);
-  if (!stat || stat.state === "Z" || stat.state === "X" || stat.flags & (KERNEL_THREAD | EXITING)) {
-    return "none";
-  }
+  if (!live(stat) || stat.flags & (KERNEL_THREAD | EXITING)) return "none";
   return stat.envEnd === 0 ? "execing" : "settled";
 }

@@ -16,6 +16,7 @@
  */
 import { spawn as spawnNode } from "node:child_process";
 import { constants } from "node:os";
+import { live, proc } from "./procfs.ts";
 
 /** execvp()'s search path when the environment has no PATH. */
 const DEFAULT_PATH = "/usr/bin:/bin";
@@ -142,15 +143,9 @@ function spawnToFile(argv: string[], env: Record<string, string>, fd: number): J
 async function becomesLeader(pid: number, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let wait = 1;; wait = Math.min(wait * 2, 50)) {
-    let stat: string;
-    try {
-      stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    } catch {
-      return;
-    }
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const stat = proc.stat(pid);
     // A zombie never leads a live group; it ended before or after its setsid().
-    if (fields[0] === "Z" || fields[0] === "X" || Number(fields[2]) === pid) return;
+    if (!live(stat) || stat.pgrp === pid) return;
     if (Date.now() > deadline) return;
     await new Promise((r) => setTimeout(r, wait));
   }

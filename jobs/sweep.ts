@@ -24,7 +24,7 @@
  * processes again, and only those (`recheckEmpty`).
  */
 
-import { emptyEnviron, proc, type ProcFs } from "./procfs.ts";
+import { emptyEnviron, live, proc, type ProcFs } from "./procfs.ts";
 
 export interface SweepOptions {
   /**
@@ -150,9 +150,7 @@ function carrier(
 ): void {
   const id = environ === null ? undefined : CARRIER.exec(environ)?.[1];
   if (id === undefined || !ids.has(id)) return;
-  // A zombie is already dead: only its parent's wait is missing.
-  const state = proc.stat(pid)?.state;
-  if (state && state !== "Z" && state !== "X") found.set(id, [...found.get(id) ?? [], pid]);
+  if (live(proc.stat(pid))) found.set(id, [...found.get(id) ?? [], pid]);
 }
 
 /** After an empty read (see `emptyEnviron`): read again now, later (`unsure`), or not. */

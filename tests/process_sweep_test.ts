@@ -155,6 +155,7 @@ function fakeProc(processes: Map<number, FakeProcess>, onRead?: (pid: number, n:
       if (!p) return null;
       return {
         state: p.state,
+        pgrp: pid,
         flags: p.flags ?? 0,
         ticks: 1,
         envEnd: p.envEnd(reads.get(pid) ?? 0),
