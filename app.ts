@@ -182,16 +182,19 @@ export function createApp(deps: AppDeps): Hono {
     logTailLines: deps.logTailLines,
     logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
   };
+  const remote = deps.hosted
+    ? {
+      workers: () =>
+        listWorkers(deps.database.client, deps.jobs.clock, deps.hosted!.leaseSeconds * 1000),
+    }
+    : null;
   app.route(
     "/health",
     healthRoutes({
       ...deps,
       db: deps.database.db,
       startedAt: deps.startedAt ?? new Date(),
-      remote: deps.hosted && {
-        workers: () =>
-          listWorkers(deps.database.client, deps.jobs.clock, deps.hosted!.leaseSeconds * 1000),
-      },
+      remote: remote ?? undefined,
     }),
   );
   app.route(
@@ -204,6 +207,7 @@ export function createApp(deps: AppDeps): Hono {
       statusCache: StatusCache.forStore(deps.store, cacheBytes),
       // A quarter of the same budget: a few pages asked for again and again.
       listCache: ListCache.forStore(deps.store, Math.floor(cacheBytes / 4)),
+      remote,
     }),
   );
   app.route("/train", modelRoutes({ jobs: deps.jobs }));

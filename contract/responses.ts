@@ -127,7 +127,7 @@ export const StatusView = z.object({
   worker: WorkerView.nullable(),
   attempt: z.int().meta({ description: "The job's latest run, from 1; 0 before it starts" }),
   max_attempts: z.int().meta({
-    description: "Runs allowed when a worker is lost (hosted mode)",
+    description: "Runs allowed when a worker is lost or stopped (hosted mode)",
   }),
 });
 

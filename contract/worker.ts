@@ -8,8 +8,8 @@
  * 2. `POST /worker/claim` long-polls (up to `wait_seconds`, at most 20) for waiting jobs of
  *    the worker's model types. Each job comes with an `attempt` and a `lease_token`. A retry
  *    with the same `claim_id` answers the same jobs.
- * 3. Every report about a job (`started`, `output`, `exit`, `fail`) carries the `attempt`
- *    and `lease_token`. A stale one (the lease expired, or the job went to another attempt)
+ * 3. Every report about a job (`started`, `output`, `exit`, `fail`, `release`) carries the
+ *    `attempt` and `lease_token`. A stale one (the lease expired, or the job went to another attempt)
  *    is refused with 409 and `details[0].code = "lease_lost"`: the worker stops the process
  *    at once and drops the job.
  * 4. `POST /worker/heartbeat` every `heartbeat_seconds` extends the leases it lists and
@@ -165,6 +165,11 @@ export const FailRequest = Lease.extend({
   reason: FailureReason,
   error: z.string().max(64 * 1024),
 });
+/**
+ * A claim given back unstarted (the worker is shutting down): nothing ran, no attempt is used,
+ * and the job waits for the next claim. A started attempt ends with `exit` instead (409).
+ */
+export const ReleaseRequest = Lease;
 export const Ok = z.object({ ok: z.literal(true) });
 
 /** `details[0].code` of a 409 answer to a report. */

@@ -156,7 +156,16 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
   }
   if (r.stopped_for === "shutdown") {
     // A remote worker's stop is its own, not the server's.
-    const who = state.process.worker_name ? `worker ${state.process.worker_name}` : "the server";
+    const { worker_name, worker_id, attempt = 1 } = state.process;
+    if (worker_name !== undefined && attempt < state.max_attempts) {
+      // Another worker may run it: a graceful stop (a spot VM's SIGTERM) uses up an attempt,
+      // as a lost worker does, and the next claim is the next attempt.
+      return [processEnded, {
+        type: "requeued",
+        data: { attempt, reason: "worker_stopped", worker_id, worker_name },
+      }];
+    }
+    const who = worker_name ? `worker ${worker_name}` : "the server";
     return failed("interrupted", `${who} shut down while the job was running`);
   }
   if (r.exit_code === 0 && r.artifact && r.upload_failure) {

@@ -65,20 +65,30 @@ export const Started = z.object({
   }),
 });
 
+/** Who ran the attempt that a `requeued` event ends. */
+const RequeuedAttempt = {
+  attempt: z.number().int().positive(),
+  worker_id: z.string(),
+  worker_name: z.string().nullable(),
+};
+
 /**
- * The worker that held the job stopped heartbeating and its lease expired, and the job had
- * attempts left: it waits for a worker again. Any process of that attempt is abandoned.
+ * An attempt of a job with attempts left ended without a result, and the job waits for a
+ * worker again. `worker_lost`: the worker stopped heartbeating and its lease expired; any
+ * process of that attempt is abandoned. `worker_stopped`: the worker was stopped gracefully
+ * (SIGTERM) and stopped the job's process first (its `process_exited` comes just before).
  */
 export const Requeued = z.object({
   type: z.literal("requeued"),
-  data: z.object({
-    attempt: z.number().int().positive(),
-    reason: z.literal("worker_lost"),
-    worker_id: z.string(),
-    worker_name: z.string().nullable(),
-    last_heartbeat: z.string().nullable(),
-    lease_expired_at: z.string(),
-  }),
+  data: z.discriminatedUnion("reason", [
+    z.object({
+      ...RequeuedAttempt,
+      reason: z.literal("worker_lost"),
+      last_heartbeat: z.string().nullable(),
+      lease_expired_at: z.string(),
+    }),
+    z.object({ ...RequeuedAttempt, reason: z.literal("worker_stopped") }),
+  ]),
 });
 
 export const Progress = z.object({

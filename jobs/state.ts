@@ -146,7 +146,9 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
         metrics: {},
         attempt: event.data.attempt,
         message: `Waiting for a worker: attempt ${event.data.attempt} of ${s.max_attempts} was ` +
-          `lost with worker ${event.data.worker_name ?? event.data.worker_id}`,
+          (event.data.reason === "worker_lost"
+            ? `lost with worker ${event.data.worker_name ?? event.data.worker_id}`
+            : `stopped when worker ${event.data.worker_name ?? event.data.worker_id} shut down`),
       };
     case "progress":
       return { ...s, progress: { ...event.data, at } };

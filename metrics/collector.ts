@@ -152,7 +152,8 @@ export function createMetrics(deps: MetricsDeps): Metrics {
           break;
         }
         case "requeued":
-          leaseExpirations.inc({ outcome: "requeued" });
+          // A graceful stop's requeue ended no lease by expiry.
+          if (event.data.reason === "worker_lost") leaseExpirations.inc({ outcome: "requeued" });
           break;
         case "completed":
         case "failed":

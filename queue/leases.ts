@@ -177,6 +177,17 @@ export class Leases {
     });
   }
 
+  /**
+   * Gives back a claim whose job never started, in the unit's transaction: the lease goes, as
+   * the reaper's does for an unstarted claim, so no attempt is used and the job waits again.
+   */
+  release(uow: UnitOfWork, ref: LeaseRef): void {
+    uow.also({
+      sql: "DELETE FROM leases WHERE job_id = ? AND attempt = ? AND token = ? AND active = 1",
+      args: [ref.job_id, ref.attempt, ref.lease_token],
+    });
+  }
+
   /** Moves a lease's output offset in the unit's transaction. */
   advance(uow: UnitOfWork, ref: LeaseRef, by: number): void {
     uow.also({

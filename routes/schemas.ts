@@ -24,7 +24,7 @@ const options = {
   use_cv: z.boolean().default(true),
   hyperparameters: Hyperparameters.default(null),
   timeout_seconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
-  /** Hosted mode: runs the job may get when a worker is lost (1 = fail with worker_lost). */
+  /** Hosted mode: runs the job may get when a worker is lost or stopped (1 = no second run). */
   max_attempts: z.number().int().min(1).max(10).optional(),
 };
 

@@ -21,6 +21,7 @@ import {
 import { listItem, statusView } from "./views.ts";
 import type { ListCache } from "./list_cache.ts";
 import type { StatusCache } from "./status_cache.ts";
+import type { WorkerInfo } from "../queue/workers.ts";
 
 export interface TrainDeps {
   db: Db;
@@ -32,6 +33,8 @@ export interface TrainDeps {
   /** Finished jobs' status answers (none in hosted mode: other instances write too). */
   statusCache?: StatusCache | null;
   listCache?: ListCache | null;
+  /** Hosted mode: the registered workers, to tell when none could take a waiting job. */
+  remote?: { workers(): Promise<WorkerInfo[]> } | null;
 }
 
 const JSON_TYPE = { "content-type": "application/json" };
@@ -68,14 +71,16 @@ export function trainRoutes(deps: TrainDeps): Hono {
     const found = await getJobWithTail(deps.db, jobId, limits);
     if (!found) throw new NotFoundError(`no job with id ${jobId}`);
     const { job, logs } = found;
-    const [children, ahead] = await Promise.all([
+    const waiting = isWaiting(job);
+    const [children, ahead, note] = await Promise.all([
       getJobs(deps.db, job.children ?? []),
-      isWaiting(job) ? waitingBefore(deps.db, job.submitted_seq) : null,
+      waiting ? waitingBefore(deps.db, job.submitted_seq) : null,
+      waiting && deps.remote ? noWorkerNote(deps.remote, job.model_type) : null,
     ]);
     const json = JSON.stringify({
       status: "success",
       message: "Job status retrieved successfully",
-      data: statusView(job, logs, children, ahead),
+      data: statusView(job, logs, children, ahead, note),
     });
     if (cache && ticket !== undefined && isSettled(job) && children.every(isSettled)) {
       cache.set(ticket, jobId, json, job.children ?? []);
@@ -204,4 +209,14 @@ function brief(j: JobState) {
 /** Finished, with its process gone: its view changes only when an event is appended to it. */
 function isSettled(job: JobState): boolean {
   return isTerminal(job.status) && !job.process?.alive;
+}
+
+/** Hosted mode: says so when no live worker offers the job's model type (it would wait on). */
+async function noWorkerNote(
+  remote: { workers(): Promise<WorkerInfo[]> },
+  modelType: string,
+): Promise<string | null> {
+  const workers = await remote.workers();
+  if (workers.some((w) => w.alive && w.model_types.includes(modelType))) return null;
+  return `no live worker offers model type ${modelType} (GET /health lists the workers)`;
 }

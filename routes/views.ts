@@ -4,14 +4,25 @@ import type { ListItem, StatusView } from "../contract/responses.ts";
 import type { JobState } from "../jobs/state.ts";
 
 /**
+ * A waiting job's place; a requeued one (hosted mode) also keeps why its last run ended, and
+ * `note` says why it may wait longer.
+ */
+function waitingMessage(job: JobState, ahead: number, note: string | null): string {
+  const place = `${ahead === 1 ? "1 job" : `${ahead} jobs`} ahead`;
+  const text = job.attempt > 0 ? `${job.message}; ${place}` : `waiting for a free slot: ${place}`;
+  return note ? `${text}; ${note}` : text;
+}
+
+/**
  * A job as `GET /train/status/{job_id}` shows it. `ahead` is the number of waiting jobs
- * submitted before a waiting job (null for any other job).
+ * submitted before a waiting job (null for any other job); `waitNote` adds to its message.
  */
 export function statusView(
   job: JobState,
   logs: { lines: string[]; truncated: boolean },
   children: JobState[],
   ahead: number | null = null,
+  waitNote: string | null = null,
 ): z.infer<typeof StatusView> {
   return {
     job_id: job.job_id,
@@ -22,9 +33,7 @@ export function statusView(
     model_path: job.model_path,
     error: job.error,
     logs: logs.lines.join("\n"),
-    message: ahead === null
-      ? job.message
-      : `waiting for a free slot: ${ahead === 1 ? "1 job" : `${ahead} jobs`} ahead`,
+    message: ahead === null ? job.message : waitingMessage(job, ahead, waitNote),
     queue_position: ahead === null ? null : ahead + 1,
     failure_reason: job.failure_reason,
     exit_code: job.exit_code,

@@ -10,6 +10,7 @@ import {
   HeartbeatRequest,
   OutputRequest,
   RegisterRequest,
+  ReleaseRequest,
   StartedRequest,
 } from "../contract/worker.ts";
 import type { Clock } from "../db/clock.ts";
@@ -150,6 +151,25 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     return c.json({ ok: true });
   });
 
+  app.post("/jobs/:job_id/release", async (c) => {
+    const job_id = jobIdParam(c);
+    const body = check(ReleaseRequest, await readJson(c, true), "request body");
+    const ref: LeaseRef = { job_id, attempt: body.attempt, lease_token: body.lease_token };
+    await deps.store.run(async (uow) => {
+      const { job } = await deps.leases.hold(uow, ref);
+      if (job.process && (job.process.attempt ?? 1) === body.attempt) {
+        throw new ConflictError(
+          `job ${job_id}: attempt ${body.attempt} has started; report its exit instead`,
+          [{ code: "started" }],
+        );
+      }
+      deps.leases.release(uow, ref);
+    });
+    // It waits again: a claim waiting on this instance may take it now.
+    wake.now();
+    return c.json({ ok: true });
+  });
+
   return app;
 }
 
@@ -173,13 +193,15 @@ function perJob(): <T>(jobId: string, fn: () => Promise<T>) => Promise<T> {
 }
 
 /** A wait that ends early when this instance commits work a worker could take. */
-function wakeOnWork(store: EventStore): (ms: number) => Promise<void> {
+function wakeOnWork(store: EventStore): ((ms: number) => Promise<void>) & { now(): void } {
   const waiting = new Set<() => void>();
-  store.onCommit((events) => {
-    if (!events.some((e) => e.event.type === "submitted" || e.event.type === "requeued")) return;
+  const now = () => {
     for (const wake of [...waiting]) wake();
+  };
+  store.onCommit((events) => {
+    if (events.some((e) => e.event.type === "submitted" || e.event.type === "requeued")) now();
   });
-  return (ms) =>
+  const wait = (ms: number) =>
     new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -189,4 +211,5 @@ function wakeOnWork(store: EventStore): (ms: number) => Promise<void> {
       const timer = setTimeout(done, ms);
       waiting.add(done);
     });
+  return Object.assign(wait, { now });
 }

@@ -2,7 +2,8 @@
  * E2E, hosted mode: stopping remote jobs. A cancel reaches the worker through its heartbeat
  * and the process tree goes; a worker frozen past its lease (SIGSTOP) loses the job and,
  * once it runs again, stops the process without a single stale event getting in; a worker
- * given SIGTERM stops its jobs and records them as interrupted.
+ * given SIGTERM stops its jobs and records them as interrupted, or, with attempts left, as
+ * waiting for the next worker.
  */
 import assert from "node:assert/strict";
 import { startHostedServer, WorkerProcess } from "./helpers/hosted.ts";
@@ -111,6 +112,37 @@ Deno.test("hosted: cancel, a frozen worker, and a worker's graceful stop", async
       assert.equal(end.failure_reason, "interrupted");
       assert.ok(treeGone(d.process.pgid, id));
     });
+
+    await t.step(
+      "SIGTERM with attempts left: the job waits, and the next worker runs it",
+      async () => {
+        worker = await start("box-c");
+        const id = await submit(base, { sleep: 60, progress: 1 }, { max_attempts: 2 });
+        const d = await waitJob(base, id, running);
+        const status = await worker.kill("SIGTERM");
+        assert.equal(status.code, 0, worker.output);
+        assert.ok(treeGone(d.process.pgid, id));
+        const waiting = await waitJob(base, id, (d) => d.process === null, 10_000);
+        assert.equal(waiting.status, "started");
+        assert.equal(waiting.attempt, 1);
+        assert.match(
+          waiting.message,
+          /^Waiting for a worker: attempt 1 of 2 was stopped when worker box-c shut down; 0 jobs ahead/,
+        );
+        const log = await events(base, id);
+        assert.deepEqual(log.slice(-2).map((e) => e.type), ["process_exited", "requeued"]);
+        assert.equal(log.at(-1).data.reason, "worker_stopped");
+
+        // Once box-c's heartbeat is older than the lease, no live worker is left for the job.
+        const alone = await waitJob(base, id, (d) => /no live worker/.test(d.message), 10_000);
+        assert.match(alone.message, /; no live worker offers model type fake \(GET \/health/);
+
+        worker = await start("box-d");
+        const again = await waitJob(base, id, running);
+        assert.equal(again.attempt, 2);
+        assert.equal(again.worker.name, "box-d");
+      },
+    );
   } finally {
     for (const w of workers) await w.kill("SIGKILL").catch(() => {});
     await server?.kill();

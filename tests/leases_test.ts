@@ -357,6 +357,119 @@ Deno.test("reaper: a lost worker's job fails, or waits again while attempts rema
   await assertProjectionIsReplay(h.database);
 });
 
+Deno.test("a worker's graceful stop: requeued while attempts remain; claims given back", async (t) => {
+  await using h = await hostedApp();
+  const w = await h.register("spot-1", ["alpha"]);
+  const shutdownExit = exitReport({
+    exit_code: null,
+    signal: "SIGTERM",
+    artifact: null,
+    stopped_for: "shutdown",
+    stopped_with: "SIGTERM",
+  });
+  const startAs = async (workerId: string, c: Json) => {
+    const r = await h.post(`jobs/${c.job.job_id}/started`, {
+      ...fence(c),
+      process: { ...startInfo(workerId), worker_name: "spot-1" },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  };
+
+  await t.step("attempt 1 of 2 stopped by its worker's shutdown waits again", async () => {
+    const id = await h.submit("alpha", { maxAttempts: 2 });
+    const [c1] = await h.claim(w, "spot-a", 1);
+    await startAs(w, c1);
+    const exit = await h.post(`jobs/${id}/exit`, { ...fence(c1), report: shutdownExit });
+    assert.equal(exit.status, 200, JSON.stringify(exit.body));
+    const job = await h.job(id);
+    assert.equal(job.status, "started");
+    assert.equal(job.process, null);
+    assert.equal(job.failure_reason, null);
+    assert.match(job.message, /attempt 1 of 2 was stopped when worker spot-1 shut down/);
+    const log = await h.events(id);
+    assert.deepEqual(log.map((e) => e.type), [
+      "submitted",
+      "started",
+      "process_exited",
+      "requeued",
+    ]);
+    assert.deepEqual(log.at(-1)!.data, {
+      attempt: 1,
+      reason: "worker_stopped",
+      worker_id: w,
+      worker_name: "spot-1",
+    });
+    // Its lease ended with the report: a second send changes nothing.
+    const again = await h.post(`jobs/${id}/exit`, { ...fence(c1), report: shutdownExit });
+    assert.equal(again.status, 200);
+    assert.equal((await h.events(id)).length, log.length);
+
+    const w2 = await h.register("spot-2", ["alpha"]);
+    const [c2] = await h.claim(w2, "spot-b", 1);
+    assert.deepEqual([c2.job.job_id, c2.attempt], [id, 2]);
+    await startAs(w2, c2);
+    const last = await h.post(`jobs/${id}/exit`, { ...fence(c2), report: shutdownExit });
+    assert.equal(last.status, 200);
+    const end = await h.job(id);
+    assert.equal(end.status, "failed", "the last attempt is not requeued");
+    assert.equal(end.failure_reason, "interrupted");
+    assert.match(end.error!, /worker spot-1 shut down/);
+  });
+
+  await t.step("a graceful stop's requeue is no lease expiry in the metrics", async () => {
+    const text = await (await h.app.request("/metrics")).text();
+    const family = parsePrometheus(text).find((f: Json) =>
+      f.name === "trainer_lease_expirations_total"
+    );
+    const requeued = family?.metrics.find((m: Json) => m.labels?.outcome === "requeued");
+    assert.equal(Number(requeued?.value ?? 0), 0);
+  });
+
+  await t.step("a claim given back unstarted uses no attempt and waits again", async () => {
+    const id = await h.submit("alpha");
+    const [c] = await h.claim(w, "spot-c", 1);
+    assert.equal(c.job.job_id, id);
+    const r = await h.post(`jobs/${id}/release`, fence(c));
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((await h.job(id)).status, "started");
+    assert.deepEqual((await h.events(id)).map((e) => e.type), ["submitted"]);
+    assertLost(await h.post(`jobs/${id}/started`, { ...fence(c), process: startInfo(w) }));
+    assertLost(await h.post(`jobs/${id}/release`, fence(c)));
+    const [again] = await h.claim(w, "spot-d", 1);
+    assert.deepEqual([again.job.job_id, again.attempt], [id, 1]);
+
+    await startAs(w, again);
+    const started = await h.post(`jobs/${id}/release`, fence(again));
+    assertLost(started, "started");
+    assert.match(started.body.message, /has started; report its exit/);
+    assert.equal((await h.job(id)).status, "running");
+  });
+
+  await assertProjectionIsReplay(h.database);
+});
+
+Deno.test("a waiting job's status says when no live worker offers its type", async () => {
+  await using h = await hostedApp();
+  const id = await h.submit("beta");
+  const message = async () => {
+    const r = await h.app.request(`/train/status/${id}`);
+    assert.equal(r.status, 200);
+    return (await r.json()).data.message;
+  };
+  assert.equal(
+    await message(),
+    "waiting for a free slot: 0 jobs ahead; no live worker offers model type beta " +
+      "(GET /health lists the workers)",
+  );
+  await h.register("alpha-only", ["alpha"]);
+  assert.match(await message(), /no live worker offers model type beta/);
+  await h.register("both", ["alpha", "beta"]);
+  assert.equal(await message(), "waiting for a free slot: 0 jobs ahead");
+  // Its heartbeat is older than the lease now: not live.
+  h.time.advance(LEASE_MS);
+  assert.match(await message(), /no live worker offers model type beta/);
+});
+
 Deno.test("registering a worker name again expires its earlier run's leases at once", async () => {
   await using h = await hostedApp();
   const ids = [await h.submit("alpha", { maxAttempts: 2 }), await h.submit("alpha")];

@@ -8,8 +8,9 @@
  *   The OutputCollector meanwhile stops reading the job's pipes once its backlog is full.
  * - Once a lease is known lost, the job's process is killed at once and nothing more is
  *   reported about it: another attempt may own the job now.
- * - Every claimed job ends in an `exit` or a `fail`, including jobs claimed and never started
- *   because the worker shut down (close()), or they would wait for their lease to expire.
+ * - Every claimed job ends in an `exit` or a `fail`, or, claimed and never started because the
+ *   worker shut down (close()), is released to wait for the next claim; otherwise it would wait
+ *   for its lease to expire.
  */
 import { basename, join } from "node:path";
 import { z } from "zod";
@@ -254,13 +255,23 @@ export class HttpPort implements WorkerPort {
     }
   }
 
+  /** Gives back a claim that never started: the job waits for the next claim, no attempt used. */
+  async release(jobId: string): Promise<void> {
+    try {
+      const answer = await this.#report(jobId, "release", {}, Ok);
+      if (answer?.kind === "refused") throw new Error(refusal("release", answer));
+    } finally {
+      this.#jobs.delete(jobId);
+    }
+  }
+
   /**
    * Sends one report about a held job, fenced by its lease, until the API answers. Null when
    * the job is not held or its lease is lost (then it is dropped and its process killed).
    */
   async #report<T>(
     jobId: string,
-    route: "started" | "output" | "exit" | "fail",
+    route: "started" | "output" | "exit" | "fail" | "release",
     body: Record<string, unknown>,
     schema: z.ZodType<T>,
   ): Promise<{ kind: "ok"; value: T } | Refusal | null> {
@@ -349,8 +360,8 @@ export class HttpPort implements WorkerPort {
   }
 
   /**
-   * Stops claiming and heartbeats, then fails the jobs claimed but never started as
-   * interrupted. Call after the supervisor's shutdown(), which ends the started ones.
+   * Stops claiming and heartbeats, then gives back the jobs claimed but never started. Call
+   * after the supervisor's shutdown(), which ends the started ones.
    */
   async close(): Promise<void> {
     this.#closing.abort();
@@ -359,10 +370,9 @@ export class HttpPort implements WorkerPort {
     const unstarted = [...this.#jobs].filter(([, h]) => !h.started && !h.lost).map(([id]) => id);
     await Promise.all(
       unstarted.map((id) =>
-        this.fail(id, "interrupted", "the worker shut down before starting the job")
-          .catch((e) =>
-            this.opts.warn(`job ${id}: could not record that it was interrupted (${e})`)
-          )
+        this.release(id).catch((e) =>
+          this.opts.warn(`job ${id}: could not give back its unstarted claim (${e})`)
+        )
       ),
     );
   }
