@@ -101,6 +101,21 @@ export function storeUnavailable(store: ArtifactStore, e: unknown): UnavailableE
   );
 }
 
+/**
+ * Why a recorded model's file is not in `store`. A model a remote worker kept in its own
+ * folder (hosted mode without a shared store) is not lost: it is on that worker's machine.
+ */
+export function notInStore(
+  store: ArtifactStore,
+  row: Pick<ModelRow, "stored_in" | "worker_id">,
+): string {
+  const here = store.describe();
+  if (row.stored_in === here) return `the file is not in ${here}`;
+  return `the file was stored in ${row.stored_in} by worker ${row.worker_id}, not in this ` +
+    `server's store (${here}); to list and serve such models here, give the API and its ` +
+    `workers one ARTIFACT_STORE=s3://…`;
+}
+
 async function recordEntry(
   store: ArtifactStore,
   row: ModelRow,
@@ -109,7 +124,7 @@ async function recordEntry(
 ): Promise<CatalogEntry> {
   const file = files.get(row.name);
   let status: ModelStatus = file ? "ok" : "missing";
-  let problem = file ? null : `the file is not in ${store.describe()}`;
+  let problem = file ? null : notInStore(store, row);
   if (file && check) {
     const actual = await storedSha256(store, row.name);
     if (file.size !== row.size) {

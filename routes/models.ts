@@ -6,7 +6,8 @@ import type { z } from "zod";
 import { trainDocs } from "../contract/docs.ts";
 import type { ModelsResponse } from "../contract/responses.ts";
 import type { JobDeps } from "../jobs/service.ts";
-import { listCatalog, type ModelStatus } from "../models/catalog.ts";
+import { listCatalog, type ModelStatus, notInStore } from "../models/catalog.ts";
+import type { ModelRow } from "../projections/models.ts";
 import { deleteModel, recordedModel } from "../models/model_service.ts";
 import { NotFoundError } from "../errors.ts";
 import { ArtifactRangeError } from "../artifacts/store.ts";
@@ -49,7 +50,7 @@ export function modelRoutes(deps: { jobs: JobDeps }): Hono {
       return new Response(null, { status: 304, headers: common });
     }
     const stat = await deps.jobs.artifacts.stat(name);
-    if (!stat) throw missing(name, deps.jobs);
+    if (!stat) throw missing(name, model, deps.jobs);
     const range = parseRange(c.req.header("range"), stat.size);
     if (range === "unsatisfiable") return unsatisfiable(c, name, stat.size, common);
     const headers: Record<string, string> = {
@@ -72,7 +73,7 @@ export function modelRoutes(deps: { jobs: JobDeps }): Hono {
       if (e instanceof ArtifactRangeError) return unsatisfiable(c, name, e.total, common);
       throw e;
     }
-    if (!read) throw missing(name, deps.jobs);
+    if (!read) throw missing(name, model, deps.jobs);
     headers["Content-Length"] = String(read.size);
     if (range) headers["Content-Range"] = `bytes ${read.start}-${read.end}/${read.total}`;
     return new Response(read.body, { status: range ? 206 : 200, headers });
@@ -97,7 +98,12 @@ export function modelRoutes(deps: { jobs: JobDeps }): Hono {
   return app;
 }
 
-function missing(name: string, jobs: JobDeps): NotFoundError {
+function missing(name: string, model: ModelRow, jobs: JobDeps): NotFoundError {
+  if (model.stored_in !== jobs.artifacts.describe()) {
+    return new NotFoundError(
+      `model "${name}" is recorded, but ${notInStore(jobs.artifacts, model)}`,
+    );
+  }
   return new NotFoundError(
     `model "${name}" is recorded, but its file is not in ${jobs.artifacts.describe()}; ` +
       `GET /train/models/available?check=true (or deno task models:check) reports such models`,

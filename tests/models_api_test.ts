@@ -10,7 +10,14 @@ import { parseArtifactStore } from "../artifacts/config.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import { modelByName } from "../projections/models.ts";
 import { metadataPathFor } from "../models/artifacts.ts";
-import { buildApp, recordModel, recordTrainedModel, tempDir, type TestApp } from "./helpers/app.ts";
+import {
+  buildApp,
+  recordModel,
+  recordTrainedModel,
+  tempDir,
+  type TestApp,
+  writeTrainedModel,
+} from "./helpers/app.ts";
 import { ROOT } from "./helpers/server.ts";
 import { startS3rver } from "./helpers/s3rver.ts";
 
@@ -334,6 +341,27 @@ Deno.test("reconcile an S3 store through ?check=true", async () => {
     });
     assert.ok(res.body.available_models[name(1)].path.startsWith("s3://"));
   });
+});
+
+Deno.test("a model a worker kept in its own folder is named as such, not as lost", async () => {
+  await using app = await buildApp();
+  // Hosted mode without a shared store: the worker's MODELS_DIR is another machine's folder.
+  const workerDir = `${app.modelsDir}-on-gpu-7`;
+  await writeTrainedModel(workerDir, name(1), { model_type: "xgboost" });
+  await recordModel(app.store, workerDir, name(1), { worker_id: "gpu-7-1a2b3c4d" });
+  const list = await app.request("GET", "/train/models/available");
+  assert.equal(list.status, 200);
+  const entry = list.body.available_models[name(1)];
+  assert.equal(entry.status, "missing");
+  assert.equal(
+    entry.problem,
+    `the file was stored in folder ${workerDir} by worker gpu-7-1a2b3c4d, not in this ` +
+      `server's store (folder ${app.modelsDir}); to list and serve such models here, give the ` +
+      `API and its workers one ARTIFACT_STORE=s3://…`,
+  );
+  const download = await app.request("GET", `/train/models/${name(1)}/download`);
+  assert.equal(download.status, 404);
+  assert.match(download.body.message, /stored in folder .*-on-gpu-7 by worker gpu-7-1a2b3c4d/);
 });
 
 Deno.test("reuse: only a recorded model whose file is present", async (t) => {
