@@ -134,7 +134,12 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
       };
     }
     case "model_deleted":
-      return s;
+      // model_path still says what the job made; the message says it is gone.
+      return {
+        ...s,
+        message: `${s.message}; its model ${event.data.name} was deleted at ${at} ` +
+          `(${event.data.reason})`,
+      };
     case "requeued":
       return {
         ...s,

@@ -210,6 +210,13 @@ Deno.test("delete: recorded in the log, file gone, not listed; 409 while in use"
       name: name(1),
       reason: "deleted by request",
     });
+    const status = await app.request("GET", `/train/status/${jobId}`);
+    assert.equal(status.body.data.model_path, join(app.modelsDir, name(1)));
+    assert.equal(
+      status.body.data.message,
+      `Training completed successfully; its model ${name(1)} was deleted at ` +
+        `${events.body.events[0].at} (deleted by request)`,
+    );
     await assert.rejects(Deno.stat(join(app.modelsDir, name(1))), Deno.errors.NotFound);
     await assert.rejects(
       Deno.stat(metadataPathFor(join(app.modelsDir, name(1)))),
