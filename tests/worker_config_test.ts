@@ -233,3 +233,46 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+Deno.test("worker: a SIGTERM during its start-up stops it cleanly", async () => {
+  await withWorkspace(async (ws) => {
+    // An interpreter whose probe takes long: the worker is still starting when the signal comes.
+    const marker = join(ws.dir, "probe.pid");
+    const slowPython = join(ws.dir, "slow-python");
+    await Deno.writeTextFile(slowPython, `#!/bin/sh\necho $$ > "${marker}"\nexec sleep 30\n`);
+    await Deno.chmod(slowPython, 0o755);
+    const worker = spawnWorker({
+      ...baseEnv(ws, `http://127.0.0.1:${closedPort()}`),
+      TRAIN_PYTHON: slowPython,
+    });
+    const output = Promise.all([
+      new Response(worker.stdout).text(),
+      new Response(worker.stderr).text(),
+    ]);
+    let probe = 0;
+    try {
+      await pollUntil("the runtime probe to start", async () => {
+        probe = Number(await Deno.readTextFile(marker).catch(() => "0"));
+        return probe > 0;
+      }, 20_000);
+      worker.kill("SIGTERM");
+      const status = await within(10_000, worker.status, "the worker to stop");
+      const [stdout] = await output;
+      assert.equal(status.signal, null, "not killed by the signal's default action");
+      assert.equal(status.code, 0, stdout);
+      assert.match(stdout, /SIGTERM: stopping/);
+      assert.match(stdout, /\[worker\] stopped/);
+    } finally {
+      try {
+        worker.kill("SIGKILL");
+      } catch { /* it has exited */ }
+      await worker.status;
+      await output;
+      if (probe > 0) {
+        try {
+          Deno.kill(probe, "SIGKILL");
+        } catch { /* already gone */ }
+      }
+    }
+  });
+});

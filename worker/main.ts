@@ -34,6 +34,24 @@ await checkWorkerSettings(config).catch((e) => fail(messageOf(e)));
 const name = config.WORKER_NAME;
 const modelsDir = resolve(config.MODELS_DIR);
 
+// Installed first: a stop signal during the start-up below (the leftovers scan, the runtime
+// probes) ends the worker cleanly instead of killing it by the signal's default.
+let port: HttpPort | null = null;
+let supervisor: Supervisor | null = null;
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  stopping = true;
+  log(
+    `${signal}: stopping; running jobs are stopped, and requeued while they have attempts ` +
+      "left (else recorded as interrupted)",
+  );
+  await supervisor?.shutdown();
+  await port?.close();
+  log("stopped");
+  Deno.exit(0);
+}
+onStopSignals({ stop: shutdown, log });
+
 const leftovers = await killLeftovers(name);
 if (leftovers.length) {
   log(`killed pid(s) ${leftovers.join(", ")} left by an earlier run of worker ${name}`);
@@ -71,23 +89,12 @@ if (modelTypes.length === 0) {
   );
 }
 
-const port = new HttpPort(new ApiClient(config.TRAINER_URL, config.WORKER_TOKEN), {
+port = new HttpPort(new ApiClient(config.TRAINER_URL, config.WORKER_TOKEN), {
   name,
   modelsDir,
   log,
   warn,
 });
-let supervisor: Supervisor | null = null;
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  stopping = true;
-  log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
-  await supervisor?.shutdown();
-  await port.close();
-  log("stopped");
-  Deno.exit(0);
-}
-onStopSignals({ stop: shutdown, log });
 
 const registered = await port.register(modelTypes, config.MAX_CONCURRENT_JOBS).catch((e) => {
   // A signal while registering: shutdown() is exiting already.
