@@ -191,3 +191,18 @@ export async function jobCounts(db: Db): Promise<JobCounts> {
   );
   return { byStatus, ...waiting };
 }
+
+/**
+ * Where jobs still running (or whose process is still alive) write their models: such a file
+ * is no model yet, and its record comes with the job's end. Both terms are indexed.
+ */
+export async function unfinishedArtifactPaths(db: Db): Promise<string[]> {
+  const rows = await readValues(
+    db.$client,
+    "SELECT artifact_path FROM jobs WHERE artifact_path IS NOT NULL AND status = 'running' " +
+      "UNION SELECT artifact_path FROM jobs WHERE artifact_path IS NOT NULL AND " +
+      "json_extract(process, '$.alive') = 1",
+    [],
+  );
+  return rows.map((r) => String(r[0]));
+}

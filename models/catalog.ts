@@ -5,11 +5,12 @@
  * its record. Nothing here deletes anything.
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { sha256File } from "../artifacts/checksum.ts";
 import { FolderStore } from "../artifacts/folder_store.ts";
 import type { ArtifactEntry, ArtifactStore } from "../artifacts/store.ts";
 import type { Db } from "../db/client.ts";
+import { unfinishedArtifactPaths } from "../db/queries.ts";
 import { UnavailableError } from "../errors.ts";
 import { liveModels, type ModelRow } from "../projections/models.ts";
 import { displayPath, isSidecar, modelTypeOf, readMetadata } from "./artifacts.ts";
@@ -60,15 +61,20 @@ export async function listCatalog(
   deps: CatalogDeps,
   q: CatalogQuery = {},
 ): Promise<CatalogEntry[]> {
-  const rows = await liveModels(deps.db, { type: q.type });
-  const files = await storedFiles(deps.artifacts);
+  const [rows, files, unfinished] = await Promise.all([
+    liveModels(deps.db, { type: q.type }),
+    storedFiles(deps.artifacts),
+    unfinishedArtifactPaths(deps.db),
+  ]);
+  // A running job's model file is being written: it is listed once its job records it.
+  const writing = new Set(unfinished.map((p) => basename(p)));
   const entries: CatalogEntry[] = [];
   for (const row of rows) entries.push(await recordEntry(deps.artifacts, row, files, q.check));
   const recorded = new Set(rows.map((r) => r.name));
   // Recorded models of other types are known too: only when filtering are they absent above.
   const known = q.type ? new Set((await liveModels(deps.db)).map((r) => r.name)) : recorded;
   for (const file of files.values()) {
-    if (known.has(file.name)) continue;
+    if (known.has(file.name) || writing.has(file.name)) continue;
     // Without a check, only files named like models are listed, as before records existed.
     if (!q.check && modelTypeOf(file.name) === null) continue;
     const entry = await unrecordedEntry(deps.artifacts, file, q.check);

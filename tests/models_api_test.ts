@@ -5,7 +5,9 @@
  * `deno task models:check`) and reuse only from a record whose file is present.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { getJob } from "../db/queries.ts";
+import { exitReport, startedData } from "./helpers/jobs.ts";
 import { parseArtifactStore } from "../artifacts/config.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
 import { modelByName } from "../projections/models.ts";
@@ -369,6 +371,27 @@ Deno.test("a model a worker kept in its own folder is named as such, not as lost
   const download = await app.request("GET", `/train/models/${name(1)}/download`);
   assert.equal(download.status, 404);
   assert.match(download.body.message, /stored in folder .*-on-gpu-7 by worker gpu-7-1a2b3c4d/);
+});
+
+Deno.test("a running job's model file is not listed until its job records it", async () => {
+  await using app = await buildApp();
+  const sub = await app.request("POST", "/train/xgboost", { json: { retrain: true } });
+  const id = sub.body.data.job_id;
+  // No supervisor here: the job is started by hand, and writes its file as a script would.
+  await app.store.run((uow) => uow.execute(id, { type: "start", data: startedData() }));
+  const path = (await getJob(app.database.db, id))!.artifact_path!;
+  await Deno.mkdir(app.modelsDir, { recursive: true });
+  await Deno.writeTextFile(path, "half a model");
+  const listed = async () =>
+    (await app.request("GET", "/train/models/available?check=true")).body.available_models;
+  assert.deepEqual(await listed(), {}, "a file being written is no model yet");
+  // The job fails and leaves it (no supervisor to remove it): a file the log does not know.
+  await app.store.run((uow) =>
+    uow.execute(id, { type: "exit", report: exitReport({ exit_code: 1, artifact: null }) })
+  );
+  const after = await listed();
+  assert.deepEqual(Object.keys(after), [basename(path)]);
+  assert.equal(after[basename(path)].status, "unrecorded");
 });
 
 Deno.test("reuse: only a recorded model whose file is present", async (t) => {
