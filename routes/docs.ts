@@ -33,7 +33,7 @@ type Document = Awaited<ReturnType<typeof generateSpecs>>;
 
 /** Builds the OpenAPI document of every route registered on `app` (call after they are). */
 export async function openApiDocument(app: Hono): Promise<Document> {
-  return await generateSpecs(app, {
+  const doc = await generateSpecs(app, {
     // Its default drops paths that end in a file name, such as /openapi.json itself.
     excludeStaticFile: false,
     documentation: {
@@ -57,6 +57,33 @@ export async function openApiDocument(app: Hono): Promise<Document> {
       security: [{}, { bearer: [] }],
     },
   });
+  documentHead(doc, "/train/models/{name}/download");
+  return doc;
+}
+
+/**
+ * Hono answers HEAD with its GET route, and the generator documents only the GET. A download's
+ * HEAD is worth saying: a client asks for its size, ETag and Range support before fetching.
+ */
+function documentHead(doc: Document, path: string): void {
+  type Operation = { summary?: string; description?: string; responses?: object };
+  const item = doc.paths?.[path] as Record<string, Operation> | undefined;
+  const get = item?.get;
+  if (!item || !get) throw new Error(`no GET ${path} to document a HEAD for`);
+  // The same answers and headers, without bodies.
+  const responses = Object.fromEntries(
+    Object.entries(get.responses ?? {}).map(([status, r]) => {
+      const { content: _, ...rest } = r as { content?: object };
+      return [status, rest];
+    }),
+  );
+  item.head = {
+    ...get,
+    summary: `${get.summary ?? "GET"}: headers only`,
+    description: "The GET's status and headers (Content-Length, ETag, Accept-Ranges, " +
+      "Content-Range for a Range) without the body.",
+    responses,
+  };
 }
 
 /** Registers /openapi.json, /docs and the docs' assets on `app`. */

@@ -50,11 +50,15 @@ export class OpenApiChecker {
 
   /** Throws a message naming the operation and each violation when `x` does not conform. */
   check(x: Exchange): void {
-    const method = x.method.toLowerCase() === "head" ? "get" : x.method.toLowerCase();
-    // A CORS preflight is answered by the middleware before any route: not an operation.
-    if (method === "options") return;
     const pathname = new URL(x.path, "http://test").pathname;
     const template = this.pathFor(pathname);
+    const item = template ? this.doc.paths[template] as Record<string, Operation> : undefined;
+    // A HEAD is its GET's, unless documented on its own.
+    const method = x.method.toLowerCase() === "head" && !item?.head
+      ? "get"
+      : x.method.toLowerCase();
+    // A CORS preflight is answered by the middleware before any route: not an operation.
+    if (method === "options") return;
     const op: Operation | undefined = template
       ? (this.doc.paths[template] as Record<string, Operation>)?.[method]
       : undefined;
