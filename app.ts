@@ -30,7 +30,7 @@ import { webRoutes } from "./web/routes.ts";
 import { workerRoutes } from "./routes/worker.ts";
 import type { Leases } from "./queue/leases.ts";
 import type { Reaper } from "./queue/reaper.ts";
-import { listWorkers } from "./queue/workers.ts";
+import { listWorkers, liveWorkerOffers } from "./queue/workers.ts";
 import { tokenGate } from "./routes/middleware.ts";
 
 export interface AppDeps {
@@ -182,19 +182,16 @@ export function createApp(deps: AppDeps): Hono {
     logTailLines: deps.logTailLines,
     logTailBytes: deps.logTailBytes ?? DEFAULTS.LOG_TAIL_BYTES,
   };
-  const remote = deps.hosted
-    ? {
-      workers: () =>
-        listWorkers(deps.database.client, deps.jobs.clock, deps.hosted!.leaseSeconds * 1000),
-    }
-    : null;
+  const leaseMs = (deps.hosted?.leaseSeconds ?? 0) * 1000;
   app.route(
     "/health",
     healthRoutes({
       ...deps,
       db: deps.database.db,
       startedAt: deps.startedAt ?? new Date(),
-      remote: remote ?? undefined,
+      remote: deps.hosted && {
+        workers: () => listWorkers(deps.database.client, deps.jobs.clock, leaseMs),
+      },
     }),
   );
   app.route(
@@ -207,7 +204,12 @@ export function createApp(deps: AppDeps): Hono {
       statusCache: StatusCache.forStore(deps.store, cacheBytes),
       // A quarter of the same budget: a few pages asked for again and again.
       listCache: ListCache.forStore(deps.store, Math.floor(cacheBytes / 4)),
-      remote,
+      remote: deps.hosted
+        ? {
+          offers: (type: string) =>
+            liveWorkerOffers(deps.database.client, deps.jobs.clock, leaseMs, type),
+        }
+        : null,
     }),
   );
   app.route("/train", modelRoutes({ jobs: deps.jobs }));

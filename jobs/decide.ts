@@ -157,9 +157,10 @@ function decideExit(r: ExitReport, state: JobState): JobEvent[] {
   if (r.stopped_for === "shutdown") {
     // A remote worker's stop is its own, not the server's.
     const { worker_name, worker_id, attempt = 1 } = state.process;
-    if (worker_name !== undefined && attempt < state.max_attempts) {
+    if (worker_name !== undefined && attempt < state.max_attempts && r.group_gone) {
       // Another worker may run it: a graceful stop (a spot VM's SIGTERM) uses up an attempt,
-      // as a lost worker does, and the next claim is the next attempt.
+      // as a lost worker does, and the next claim is the next attempt. Not while a process
+      // of this attempt may live on (its group outlived SIGKILL): two runs could overlap.
       return [processEnded, {
         type: "requeued",
         data: { attempt, reason: "worker_stopped", worker_id, worker_name },

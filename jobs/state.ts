@@ -147,6 +147,7 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
         process: null,
         started_at: null,
         progress: null,
+        exit_code: null,
         // The next attempt starts afresh; the lost one's events stay in the log.
         metrics: {},
         attempt: event.data.attempt,

@@ -114,6 +114,13 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     labelNames: ["outcome"],
     registers,
   });
+  const requeues = new Counter({
+    name: "trainer_requeues_total",
+    help: "Jobs that waited for a worker again (hosted mode), by why their attempt ended: " +
+      "worker_lost (its lease expired) or worker_stopped (its worker was stopped gracefully)",
+    labelNames: ["reason"],
+    registers,
+  });
   const requests = new Counter({
     name: "trainer_http_requests_total",
     help: "HTTP requests by method, route pattern and status",
@@ -152,6 +159,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
           break;
         }
         case "requeued":
+          requeues.inc({ reason: event.data.reason });
           // A graceful stop's requeue ended no lease by expiry.
           if (event.data.reason === "worker_lost") leaseExpirations.inc({ outcome: "requeued" });
           break;

@@ -183,8 +183,11 @@ export class Leases {
    */
   release(uow: UnitOfWork, ref: LeaseRef): void {
     uow.also({
-      sql: "DELETE FROM leases WHERE job_id = ? AND attempt = ? AND token = ? AND active = 1",
-      args: [ref.job_id, ref.attempt, ref.lease_token],
+      // Only while the job is still unstarted when this commits (another instance may have
+      // recorded its start since the unit read it), as the reaper's release does.
+      sql: "DELETE FROM leases WHERE job_id = ? AND attempt = ? AND token = ? AND active = 1 " +
+        "AND EXISTS (SELECT 1 FROM jobs WHERE job_id = ? AND process IS NULL)",
+      args: [ref.job_id, ref.attempt, ref.lease_token, ref.job_id],
     });
   }
 

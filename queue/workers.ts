@@ -69,3 +69,20 @@ export async function listWorkers(
     alive: now - Date.parse(String(r.last_heartbeat)) < leaseMs,
   }));
 }
+
+/** True when a worker heard from within `leaseMs` (a live one) offers `modelType`. */
+export async function liveWorkerOffers(
+  client: Client,
+  clock: Clock,
+  leaseMs: number,
+  modelType: string,
+): Promise<boolean> {
+  // ISO times of one format compare as text, as listWorkers' `alive` compares them as times.
+  const since = new Date(clock.now().getTime() - leaseMs).toISOString();
+  const rs = await client.execute({
+    sql: "SELECT 1 FROM workers w, json_each(w.model_types) t " +
+      "WHERE w.last_heartbeat > ? AND t.value = ? LIMIT 1",
+    args: [since, modelType],
+  });
+  return rs.rows.length > 0;
+}

@@ -21,7 +21,6 @@ import {
 import { listItem, statusView } from "./views.ts";
 import type { ListCache } from "./list_cache.ts";
 import type { StatusCache } from "./status_cache.ts";
-import type { WorkerInfo } from "../queue/workers.ts";
 
 export interface TrainDeps {
   db: Db;
@@ -33,8 +32,8 @@ export interface TrainDeps {
   /** Finished jobs' status answers (none in hosted mode: other instances write too). */
   statusCache?: StatusCache | null;
   listCache?: ListCache | null;
-  /** Hosted mode: the registered workers, to tell when none could take a waiting job. */
-  remote?: { workers(): Promise<WorkerInfo[]> } | null;
+  /** Hosted mode: whether a live worker offers a model type, said of a waiting job. */
+  remote?: { offers(modelType: string): Promise<boolean> } | null;
 }
 
 const JSON_TYPE = { "content-type": "application/json" };
@@ -213,10 +212,9 @@ function isSettled(job: JobState): boolean {
 
 /** Hosted mode: says so when no live worker offers the job's model type (it would wait on). */
 async function noWorkerNote(
-  remote: { workers(): Promise<WorkerInfo[]> },
+  remote: { offers(modelType: string): Promise<boolean> },
   modelType: string,
 ): Promise<string | null> {
-  const workers = await remote.workers();
-  if (workers.some((w) => w.alive && w.model_types.includes(modelType))) return null;
+  if (await remote.offers(modelType)) return null;
   return `no live worker offers model type ${modelType} (GET /health lists the workers)`;
 }

@@ -61,6 +61,8 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
     // claim id, and the leases of the answer it never read expire like any lost worker's.
     for (;;) {
       await deps.reaper.maybe();
+      // The worker hung up (it is stopping): leases it would never read are not taken.
+      if (c.req.raw.signal.aborted) return c.json({ jobs: [] });
       const jobs = await deps.leases.claim(body.worker_id, body.claim_id, body.max);
       const left = deadline - Date.now();
       // A server shutting down answers at once rather than hold its shutdown for 20 s.

@@ -169,6 +169,37 @@ Deno.test("exit report mapping", async (t) => {
       /worker gpu-box-1 shut down while the job was running/,
     );
   });
+  await t.step("a remote worker's stop requeues a job with attempts left", () => {
+    const report = {
+      exit_code: 143,
+      signal: null,
+      stopped_for: "shutdown" as const,
+      group_gone: true,
+    };
+    const shutdown = exit(report);
+    const remote = given([
+      submit({ max_attempts: 2 }),
+      start({ worker_name: "spot-1", worker_id: "spot-1-ab", attempt: 1 }),
+    ]);
+    const { events, state } = when(remote, shutdown);
+    assert.deepEqual(events.map((e) => e.type), ["process_exited", "requeued"]);
+    assert.deepEqual(events[1].data, {
+      attempt: 1,
+      reason: "worker_stopped",
+      worker_id: "spot-1-ab",
+      worker_name: "spot-1",
+    });
+    assert.equal(state.status, "started");
+    assert.equal(state.process, null);
+    assert.equal(state.exit_code, null, "the stopped attempt's exit code is not the job's");
+    // A group that outlived the stop could overlap a second run: that attempt ends the job.
+    const survived = when(remote, exit({ ...report, group_gone: false }));
+    assert.equal(survived.state.status, "failed");
+    assert.equal(survived.state.failure_reason, "interrupted");
+    // The server's own supervisor: no other worker to take it.
+    const local = given([submit({ max_attempts: 2 }), start({ attempt: 1 })]);
+    assert.equal(when(local, shutdown).state.failure_reason, "interrupted");
+  });
   for (const [name, report, reason, error] of cases) {
     await t.step(`${name} -> failed (${reason})`, () => {
       const { events, state } = ended(report);

@@ -132,6 +132,10 @@ Deno.test("hosted: cancel, a frozen worker, and a worker's graceful stop", async
         const log = await events(base, id);
         assert.deepEqual(log.slice(-2).map((e) => e.type), ["process_exited", "requeued"]);
         assert.equal(log.at(-1).data.reason, "worker_stopped");
+        // Its open claim ended before the stop requeued the job: it holds no lease on it.
+        const health = await http(base, "GET", "/health");
+        const gone = health.body.workers.find((w: Json) => w.name === "box-c");
+        assert.equal(gone.running, 0, JSON.stringify(gone));
 
         // Once box-c's heartbeat is older than the lease, no live worker is left for the job.
         const alone = await waitJob(base, id, (d) => /no live worker/.test(d.message), 10_000);

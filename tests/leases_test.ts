@@ -379,11 +379,14 @@ Deno.test("a worker's graceful stop: requeued while attempts remain; claims give
     const id = await h.submit("alpha", { maxAttempts: 2 });
     const [c1] = await h.claim(w, "spot-a", 1);
     await startAs(w, c1);
-    const exit = await h.post(`jobs/${id}/exit`, { ...fence(c1), report: shutdownExit });
+    // The script's own answer to SIGTERM: exit code 143.
+    const report = { ...shutdownExit, exit_code: 143, signal: null };
+    const exit = await h.post(`jobs/${id}/exit`, { ...fence(c1), report });
     assert.equal(exit.status, 200, JSON.stringify(exit.body));
     const job = await h.job(id);
     assert.equal(job.status, "started");
     assert.equal(job.process, null);
+    assert.equal(job.exit_code, null);
     assert.equal(job.failure_reason, null);
     assert.match(job.message, /attempt 1 of 2 was stopped when worker spot-1 shut down/);
     const log = await h.events(id);
@@ -423,6 +426,11 @@ Deno.test("a worker's graceful stop: requeued while attempts remain; claims give
     );
     const requeued = family?.metrics.find((m: Json) => m.labels?.outcome === "requeued");
     assert.equal(Number(requeued?.value ?? 0), 0);
+    const requeues = parsePrometheus(text).find((f: Json) => f.name === "trainer_requeues_total");
+    assert.deepEqual(
+      requeues?.metrics.map((m: Json) => [m.labels?.reason, Number(m.value)]),
+      [["worker_stopped", 1]],
+    );
   });
 
   await t.step("a claim given back unstarted uses no attempt and waits again", async () => {
@@ -443,6 +451,13 @@ Deno.test("a worker's graceful stop: requeued while attempts remain; claims give
     assertLost(started, "started");
     assert.match(started.body.message, /has started; report its exit/);
     assert.equal((await h.job(id)).status, "running");
+    // A release whose start got in after its read (another instance recorded it) keeps the
+    // lease: the job runs, and its reports still count.
+    await h.store.run(async (uow) => {
+      h.leases.release(uow, { job_id: id, ...fence(again) });
+    });
+    const out = await h.post(`jobs/${id}/output`, { ...fence(again), offset: 0, events: [] });
+    assert.equal(out.status, 200, JSON.stringify(out.body));
   });
 
   await assertProjectionIsReplay(h.database);

@@ -70,6 +70,8 @@ export class HttpPort implements WorkerPort {
   #jobs = new Map<string, Held>();
   #listener: Listener | null = null;
   #closing = new AbortController();
+  /** Aborted first when stopping: no claim may take a job (even one this stop requeues). */
+  #claimsOff = new AbortController();
   #claiming: Promise<unknown> | null = null;
   #heartbeat: Promise<void> | null = null;
   #workerId: string | null = null;
@@ -128,7 +130,7 @@ export class HttpPort implements WorkerPort {
   }
 
   async claim(max: number): Promise<JobState[]> {
-    if (this.#closing.signal.aborted || !this.#workerId) return [];
+    if (this.#claimsOff.signal.aborted || !this.#workerId) return [];
     const claiming = this.#claim(max);
     this.#claiming = claiming;
     try {
@@ -140,7 +142,7 @@ export class HttpPort implements WorkerPort {
 
   /** One claim, retried with the same claim_id: a lost answer then returns the same leases. */
   async #claim(max: number): Promise<JobState[]> {
-    const signal = this.#closing.signal;
+    const signal = this.#claimsOff.signal;
     const body = {
       worker_id: this.#workerId,
       claim_id: crypto.randomUUID(),
@@ -295,6 +297,8 @@ export class HttpPort implements WorkerPort {
       }
       if (answer.kind === "refused") {
         if (answer.status !== 409 || answer.code !== "lease_lost") return answer;
+        // A release sent again after its answer was lost finds its lease gone: given back.
+        if (route === "release") return null;
         this.#lose(jobId, `the API refused its ${route} report: ${answer.message}`);
         return null;
       }
@@ -360,12 +364,21 @@ export class HttpPort implements WorkerPort {
   }
 
   /**
+   * Ends the claim in flight and takes no more. Called before the supervisor stops its jobs:
+   * a job requeued by this stop must go to another worker, not back to this one's open claim.
+   */
+  async stopClaiming(): Promise<void> {
+    this.#claimsOff.abort();
+    await this.#claiming?.catch(() => {});
+  }
+
+  /**
    * Stops claiming and heartbeats, then gives back the jobs claimed but never started. Call
    * after the supervisor's shutdown(), which ends the started ones.
    */
   async close(): Promise<void> {
+    await this.stopClaiming();
     this.#closing.abort();
-    await this.#claiming?.catch(() => {});
     await this.#heartbeat;
     const unstarted = [...this.#jobs].filter(([, h]) => !h.started && !h.lost).map(([id]) => id);
     await Promise.all(

@@ -45,6 +45,8 @@ async function shutdown(signal: string): Promise<void> {
     `${signal}: stopping; running jobs are stopped, and requeued while they have attempts ` +
       "left (else recorded as interrupted)",
   );
+  // Claims first: a job this stop requeues must not come back to this worker's open claim.
+  await port?.stopClaiming();
   await supervisor?.shutdown();
   await port?.close();
   log("stopped");

@@ -117,7 +117,8 @@ export function checkRemoteLog(dbPath: string, kills: WorkerKill[]): Promise<Log
     for (const k of kills) {
       for (const lease of k.leases) {
         const lost = (byJob.get(lease.job_id) ?? []).find((e) =>
-          (e.type === "requeued" && e.data.attempt === lease.attempt) ||
+          (e.type === "requeued" && e.data.reason === "worker_lost" &&
+            e.data.attempt === lease.attempt) ||
           (e.type === "failed" && e.data.failure_reason === "worker_lost" &&
             (e.data.evidence as { attempt?: number } | null)?.attempt === lease.attempt)
         );
@@ -163,7 +164,7 @@ function checkJob(
       }
       open = last = attempt;
     } else if (e.type === "requeued") {
-      figures.requeued++;
+      if (e.data.reason === "worker_lost") figures.requeued++;
       const attempt = Number(e.data.attempt);
       if (attempt !== open) {
         broke("a requeue ends the running attempt", `${id}: requeued ${attempt}, ran ${open}`);
