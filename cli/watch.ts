@@ -28,7 +28,7 @@ export interface View {
 
 /** The events a watcher needs; log lines stay out (see `logs --follow`). */
 const TYPES = ["submitted", "started", "progress", "metrics", "warning", "completed", "failed"]
-  .concat(["cancelled"]);
+  .concat(["cancelled", "requeued"]);
 
 /** Follows `jobId` to its end; returns the exit code for its final status. */
 export async function watch(api: Api, jobId: string, mode: "bars" | "lines" | "json") {
@@ -65,6 +65,11 @@ function apply(t: Track, e: Json): void {
     t.metrics = d.metrics;
   } else if (e.type === "started") {
     t.status = "running";
+  } else if (e.type === "requeued") {
+    // The attempt ended without a result (hosted mode): the job waits for a worker again.
+    t.status = "waiting";
+    t.step = 0;
+    t.metrics = {};
   } else if (["completed", "failed", "cancelled"].includes(e.type)) {
     t.status = e.type;
   }
@@ -90,6 +95,8 @@ function linesView(): View {
         ? `failed (${d.failure_reason}): ${d.error}`
         : type === "cancelled"
         ? `cancelled: ${d.reason}`
+        : type === "requeued"
+        ? `requeued: ${requeueText(d)}`
         : type;
       console.log(`${at}  ${t.name.padEnd(14)} ${text.trimEnd()}`);
     },
@@ -167,6 +174,15 @@ function payload(t: Track, width: number) {
     state: t.status.padEnd(9),
     metrics: metricsText(t.metrics, 4),
   };
+}
+
+/** Why a requeued job's attempt ended, and that it waits again. */
+function requeueText(d: Json): string {
+  const worker = d.worker_name ?? d.worker_id;
+  const why = d.reason === "worker_stopped"
+    ? `worker ${worker} shut down`
+    : `worker ${worker} was lost`;
+  return `attempt ${d.attempt} ended (${why}); waiting for a worker`;
 }
 
 function endLine(s: Json): string {

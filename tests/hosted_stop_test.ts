@@ -6,6 +6,7 @@
  * waiting for the next worker.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { startHostedServer, WorkerProcess } from "./helpers/hosted.ts";
 import {
   groupAlive,
@@ -13,6 +14,7 @@ import {
   type Json,
   pollUntil,
   processesWithEnv,
+  ROOT,
   type Server,
   waitJob,
   Workspace,
@@ -119,6 +121,15 @@ Deno.test("hosted: cancel, a frozen worker, and a worker's graceful stop", async
         worker = await start("box-c");
         const id = await submit(base, { sleep: 60, progress: 1 }, { max_attempts: 2 });
         const d = await waitJob(base, id, running);
+        // A user following it with the CLI (plain lines: not a terminal).
+        const watching = new Deno.Command(join(ROOT, "trainer"), {
+          args: ["watch", id],
+          env: { TRAINER_URL: base, NO_COLOR: "1" },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const watched = watching.output();
         const status = await worker.kill("SIGTERM");
         assert.equal(status.code, 0, worker.output);
         assert.ok(treeGone(d.process.pgid, id));
@@ -145,6 +156,12 @@ Deno.test("hosted: cancel, a frozen worker, and a worker's graceful stop", async
         const again = await waitJob(base, id, running);
         assert.equal(again.attempt, 2);
         assert.equal(again.worker.name, "box-d");
+        watching.kill("SIGTERM");
+        const lines = new TextDecoder().decode((await watched).stdout);
+        assert.match(
+          lines,
+          /requeued: attempt 1 ended \(worker box-c shut down\); waiting for a worker\n.*started/,
+        );
       },
     );
   } finally {
