@@ -157,13 +157,22 @@ export async function jobs(
 export async function models(api: Api, out: Output) {
   const r = await api.request("GET", "/train/models/available");
   if (out.json) return console.log(JSON.stringify(r));
-  const rows = Object.entries(r.available_models).map(([name, m]: [string, Json]) => [
+  const entries = Object.entries(r.available_models) as [string, Json][];
+  const rows = entries.map(([name, m]) => [
     name,
     m.type,
+    m.status ?? "-",
     sizeText(m.size),
     when(m.modified),
     m.job_id ?? "-",
   ]);
-  console.log(table(["file", "type", "size", "modified", "job"], rows));
-  console.log(`${rows.length} model(s) in ${r.models_directory}`);
+  console.log(table(["file", "type", "status", "size", "modified", "job"], rows));
+  // What is wrong with a model that is not ok, and what to do (the API's own words).
+  for (const [name, m] of entries) if (m.problem) console.log(`${m.status} ${name}: ${m.problem}`);
+  const counts = Object.entries(r.counts ?? {}).filter(([, n]) => Number(n) > 0)
+    .map(([status, n]) => `${n} ${status}`);
+  const store = r.artifact_store ?? r.models_directory;
+  console.log(
+    `${rows.length} model(s) listed from ${store}${counts.length ? ` (${counts.join(", ")})` : ""}`,
+  );
 }

@@ -149,6 +149,23 @@ Deno.test("e2e: the trainer command-line client", async (t) => {
       const models = await run(base, ["models", "--json"]);
       const names = Object.keys(JSON.parse(models.stdout).available_models);
       assert.ok(names.some((n) => n.startsWith("xgboost_model_")), names.join());
+      const listed = await run(base, ["models"]);
+      assert.equal(listed.code, 0, show(listed));
+      assert.match(listed.stdout, /^FILE +TYPE +STATUS +SIZE +MODIFIED +JOB$/m);
+      assert.match(listed.stdout, /^xgboost_model_\S+ +xgboost +ok /m);
+      const n = names.length;
+      assert.match(
+        lastLine(listed.stdout),
+        new RegExp(`^${n} model\\(s\\) listed from folder .* \\(${n} ok\\)$`),
+      );
+      // A recorded model whose file went away says so, with the API's words.
+      const gone = names.find((name) => name.startsWith("xgboost_model_"))!;
+      await Deno.rename(join(ws.modelsDir, gone), join(ws.dir, gone));
+      const after = await run(base, ["models"]);
+      assert.match(after.stdout, new RegExp(`^${gone} +xgboost +missing `, "m"));
+      assert.match(after.stdout, new RegExp(`^missing ${gone}: the file is not in folder `, "m"));
+      assert.match(lastLine(after.stdout), /\(\d+ ok, 1 missing\)$/);
+      await Deno.rename(join(ws.dir, gone), join(ws.modelsDir, gone));
 
       const logs = await run(base, ["logs", xgb]);
       assert.equal(logs.code, 0, show(logs));
