@@ -60,6 +60,24 @@ export function headline(metrics) {
   return found ? { name: found[0], value: found[1] } : null;
 }
 
+/**
+ * Metrics as text: `accuracy 0.95, f1 0.9`. An `all` job holds its children's, one object per
+ * type: `xgboost: accuracy 0.95; neural-net: loss 0.1`. Any other object value is its JSON.
+ */
+export function metricsText(metrics) {
+  const entries = Object.entries(metrics ?? {});
+  const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  const flat = (m) =>
+    Object.entries(m).map(([k, v]) =>
+      `${k} ${typeof v === "object" ? JSON.stringify(v) : number(v)}`
+    )
+      .join(", ");
+  if (entries.length && entries.every(([, v]) => isObject(v))) {
+    return entries.map(([type, m]) => `${type}: ${flat(m) || "—"}`).join("; ");
+  }
+  return flat(metrics ?? {});
+}
+
 export function number(v) {
   if (typeof v !== "number") return String(v);
   if (Number.isInteger(v)) return String(v);

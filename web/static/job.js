@@ -1,7 +1,7 @@
 /** One job: status, failure, progress with ETA, metric charts, the live log, children, Cancel. */
 import { api, ApiError, follow } from "./api.js";
 import { drawCharts } from "./chart.js";
-import { badge, duration, el, number, runTime, shortId, TERMINAL, when } from "./format.js";
+import { badge, duration, el, metricsText, runTime, shortId, TERMINAL, when } from "./format.js";
 import { every, notice, setLive } from "./live.js";
 
 const POLL_MS = 1000;
@@ -223,10 +223,13 @@ function renderFacts(job) {
     ["Hyperparameters", JSON.stringify(job.hyperparameters ?? {})],
     [
       "Metrics",
-      Object.entries(job.metrics ?? {}).map(([k, v]) => `${k} ${number(v)}`).join(", ") || "—",
+      metricsText(job.metrics) || "—",
     ],
     ["Model file", job.model_path ?? "—"],
-    ["Process", p ? processText(p) : "not started"],
+    [
+      "Process",
+      p ? processText(p) : job.children ? "none: it runs as its children" : "not started",
+    ],
   ];
   if (job.parent_id) facts.splice(1, 0, ["Part of", job.parent_id]);
   $("job-facts").replaceChildren(...facts.flatMap(([k, v]) => {
