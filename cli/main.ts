@@ -19,6 +19,14 @@ function output(opts: { json?: boolean }): Output {
 export function program(api: () => Api, run: (code: Promise<number | void>) => void): Command {
   const p = new Command("trainer")
     .description("Client of the trainer API (TRAINER_URL, TRAINER_TOKEN)")
+    .addHelpText(
+      "after",
+      "\nNot the client (./trainer <command> --help says more):\n" +
+        "  serve    run the API server here, training its jobs itself\n" +
+        "  worker   train jobs for a hosted API (WORKERS=remote) on this machine\n" +
+        "  test     run the test suite; bench, drill: benchmarks and drills\n" +
+        "  setup    install what is missing (Deno, the Python packages)",
+    )
     .showHelpAfterError()
     .exitOverride();
   p.command("train")
@@ -68,7 +76,7 @@ export function program(api: () => Api, run: (code: Promise<number | void>) => v
     .option("--json", JSON_HELP)
     .action((o) => run(jobs(api(), o, output(o))));
   p.command("models")
-    .description("list trained model files")
+    .description("list models with their status (ok, missing...)")
     .option("--json", JSON_HELP)
     .action((o) => run(models(api(), output(o))));
   return p;

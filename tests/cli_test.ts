@@ -8,6 +8,7 @@ import {
   requireTrainingPython,
   ROOT,
   Server,
+  within,
   Workspace,
 } from "./helpers/server.ts";
 
@@ -241,4 +242,16 @@ Deno.test("e2e: watch reconnects on its own across a server restart", async () =
     for (const s of servers) await s.kill();
     await ws.dispose();
   }
+});
+
+Deno.test("help: the server commands say what they do instead of starting", async () => {
+  for (const command of ["serve", "worker"]) {
+    const r = await within(20_000, run("http://127.0.0.1:9", [command, "--help"]), command);
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, new RegExp(`^usage: \\./trainer ${command}\\n`));
+    assert.doesNotMatch(r.stdout + r.stderr, /listening on|connected to/);
+  }
+  const client = await run("http://127.0.0.1:9", ["--help"]);
+  assert.equal(client.code, 0, show(client));
+  assert.match(client.stdout, /Not the client[^\n]*\n\s+serve\s+run the API server here/);
 });
