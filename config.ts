@@ -63,6 +63,17 @@ export type Config = Readonly<z.infer<typeof ConfigSchema>>;
 /** Thrown when the environment holds a bad value; the message names the variable. */
 export class ConfigError extends Error {}
 
+/**
+ * A setting as an error message shows it: `NAME="value"`, but a secret only by its length,
+ * so that a typo in a token does not print the token into logs.
+ */
+export function shownSetting(name: string, value: unknown): string {
+  if (/TOKEN|SECRET|PASSWORD/.test(name) && typeof value === "string") {
+    return `${name} (${value.length} characters, not shown)`;
+  }
+  return `${name}=${JSON.stringify(value)}`;
+}
+
 /** Parses configuration from an environment map; throws ConfigError naming each bad variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const present = Object.fromEntries(
@@ -71,7 +82,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = ConfigSchema.safeParse(present);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) =>
-      `${i.path.join(".")}=${JSON.stringify(present[String(i.path[0])])}: ${i.message}`
+      `${shownSetting(i.path.join("."), present[String(i.path[0])])}: ${i.message}`
     );
     throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
   }

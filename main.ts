@@ -182,7 +182,12 @@ if (supervisorThread) {
 }
 
 async function shutdown(signal: string): Promise<void> {
-  log(`${signal}: stopping; running jobs are stopped and recorded as interrupted`);
+  log(
+    remote
+      ? `${signal}: stopping; jobs on remote workers keep running, and their reports wait ` +
+        "for an API instance"
+      : `${signal}: stopping; running jobs are stopped and recorded as interrupted`,
+  );
   lifecycle.shuttingDown = true;
   reaper.stop();
   if (supervisorThread) await stopSupervisor(supervisorThread);

@@ -5,7 +5,7 @@
  * so they mean and check exactly the same on both.
  */
 import { z } from "zod";
-import { type Config, ConfigError, loadConfig } from "../config.ts";
+import { type Config, ConfigError, loadConfig, shownSetting } from "../config.ts";
 import { checkSettings } from "../startup_checks.ts";
 
 export { ConfigError } from "../config.ts";
@@ -65,7 +65,7 @@ export function loadWorkerConfig(
       problems.push(
         present[name] === undefined && MISSING[name]
           ? MISSING[name]
-          : `${name}=${JSON.stringify(present[name])}: ${issue.message}`,
+          : `${shownSetting(name, present[name])}: ${issue.message}`,
       );
     }
   }
