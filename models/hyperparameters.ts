@@ -20,6 +20,12 @@ const common = {
   test_size: z.number().min(0.05).max(0.5).default(0.2),
 };
 
+/** scikit-learn also takes a count of features; here only a fraction is (the CSV's width varies). */
+const MAX_FEATURES = 'must be "sqrt", "log2", null (all features) or a fraction of the features ' +
+  "in (0, 1]: 0.5 uses half of them";
+const featureFraction = z.number().min(MIN_RATE, { error: MAX_FEATURES })
+  .max(1, { error: MAX_FEATURES });
+
 const nJobs = z.number().int().min(1).max(64).default(1);
 
 export const XGBoostParams = z.strictObject({
@@ -41,7 +47,8 @@ export const RandomForestParams = z.strictObject({
   max_depth: z.number().int().min(1).max(100).nullable().default(null),
   min_samples_split: z.number().int().min(2).max(1000).default(2),
   min_samples_leaf: z.number().int().min(1).max(1000).default(1),
-  max_features: z.union([z.enum(["sqrt", "log2"]), positiveUnit]).nullable().default("sqrt"),
+  max_features: z.union([z.enum(["sqrt", "log2"]), featureFraction], { error: MAX_FEATURES })
+    .nullable().default("sqrt"),
   trees_per_step: z.number().int().min(1).max(1000).default(10),
   n_jobs: nJobs,
 });

@@ -47,6 +47,16 @@ Deno.test("numbers the libraries cannot take are refused at the API", async (t) 
       assert.match(res.body.message, new RegExp(`hyperparameters\\.${Object.keys(hp)[0]}`));
     });
   }
+  await t.step("max_features says what it takes: a name, null or a fraction", async () => {
+    for (const value of ["auto", true, 2]) {
+      const res = await train("random-forest", { max_features: value });
+      assert.equal(res.status, 422);
+      assert.match(
+        res.body.message,
+        /max_features \(random-forest: must be "sqrt", "log2", null \(all features\) or a fraction of the features in \(0, 1\]/,
+      );
+    }
+  });
   await t.step("the largest and smallest accepted values are accepted", async () => {
     const xgb = { min_child_weight: 1e6, reg_lambda: 1e6, reg_alpha: 0, learning_rate: 1e-6 };
     assert.equal((await train("xgboost", xgb)).status, 200);
