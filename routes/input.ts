@@ -41,6 +41,21 @@ export async function readJson(c: Context, required: boolean): Promise<unknown> 
   }
 }
 
+/**
+ * A submission reads its options from the JSON body only: `POST /train/xgboost?retrain=true`
+ * would otherwise train with the defaults while the user believes retrain was asked for.
+ */
+export function refuseQuery(c: Context): void {
+  const keys = [...new Set(new URL(c.req.url).searchParams.keys())];
+  if (keys.length === 0) return;
+  const shown = keys.slice(0, 5).map((k) => k.slice(0, 40)).join(", ");
+  throw new ValidationError(
+    `query parameters are not read here (got ${shown}): send the options in the JSON body, ` +
+      `e.g. {"retrain": true}`,
+    keys.slice(0, 20).map((k) => ({ field: `query.${k.slice(0, 40)}`, message: "not read" })),
+  );
+}
+
 /** Parses `value` with `schema` or throws 422 listing each problem. */
 export function check<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
   const parsed = schema.safeParse(value);

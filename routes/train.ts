@@ -9,7 +9,7 @@ import type { CancelResponse } from "../contract/responses.ts";
 import { NotFoundError } from "../errors.ts";
 import { cancelJob, type JobDeps, type Submission, submitJob } from "../jobs/service.ts";
 import { isTerminal, isWaiting, type JobState } from "../jobs/state.ts";
-import { check, eventTypes, jobIdParam, readJson } from "./input.ts";
+import { check, eventTypes, jobIdParam, readJson, refuseQuery } from "./input.ts";
 import {
   EventsQuery,
   IdempotencyKey,
@@ -46,6 +46,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
   const app = new Hono();
 
   app.post("/", trainDocs.submit, async (c) => {
+    refuseQuery(c);
     const body = check(TrainingRequest, await readJson(c, true), "request body");
     const key = idempotencyKey(c.req.header("idempotency-key"));
     const sub = await submitJob(deps.jobs, body, { idempotencyKey: key, typeStatus: 422 });
@@ -162,6 +163,7 @@ export function trainRoutes(deps: TrainDeps): Hono {
   });
 
   app.post("/:model_type", trainDocs.submitType, async (c) => {
+    refuseQuery(c);
     const body = await readJson(c, false);
     // Only an absent body means "all defaults"; `null` is a body, and not an object.
     const opts = check(TrainingOptions, body === undefined ? {} : body, "request body");

@@ -157,3 +157,18 @@ Deno.test("waiting jobs show their place in the queue; parents are not counted",
     assert.equal(health.body.queue_depth, 3);
   });
 });
+
+Deno.test("a submission's options in the query string are refused, not ignored", async () => {
+  await using app = await buildApp();
+  for (const path of ["/train/xgboost?retrain=true", "/train?model_type=xgboost&retrain=1"]) {
+    const json = path.startsWith("/train?") ? { model_type: "xgboost" } : undefined;
+    const res = await app.request("POST", path, json ? { json } : {});
+    assert.equal(res.status, 422, path);
+    assert.match(
+      res.body.message,
+      /^query parameters are not read here \(got (retrain|model_type, retrain)\): send the options in the JSON body/,
+    );
+  }
+  const list = await app.request("GET", "/train/jobs");
+  assert.equal(list.body.total_count, 0, "no job was created");
+});
