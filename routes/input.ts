@@ -56,13 +56,23 @@ export function refuseQuery(c: Context): void {
   );
 }
 
+/** What an object schema at `path` in `schema` takes, for an unknown key's message. */
+function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string {
+  let at: unknown = schema;
+  for (const key of path) at = (at as { shape?: Record<PropertyKey, unknown> }).shape?.[key];
+  const shape = (at as { shape?: Record<string, unknown> } | undefined)?.shape;
+  return shape ? ` (known: ${Object.keys(shape).join(", ")})` : "";
+}
+
 /** Parses `value` with `schema` or throws 422 listing each problem. */
 export function check<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const details = parsed.error.issues.map((i) => ({
     field: i.path.join(".") || what,
-    message: i.message,
+    message: i.code === "unrecognized_keys"
+      ? `${i.message}${knownKeys(schema, i.path)}`
+      : i.message,
   }));
   throw new ValidationError(
     `invalid ${what}: ${details.map((d) => `${d.field}: ${d.message}`).join("; ")}`,

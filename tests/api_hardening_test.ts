@@ -172,3 +172,18 @@ Deno.test("a submission's options in the query string are refused, not ignored",
   const list = await app.request("GET", "/train/jobs");
   assert.equal(list.body.total_count, 0, "no job was created");
 });
+
+Deno.test("an unknown field or query parameter is named with the ones that are known", async () => {
+  await using app = await buildApp();
+  const list = await app.request("GET", "/train/jobs?type=xgboost");
+  assert.equal(list.status, 422);
+  assert.equal(
+    list.body.details[0].message,
+    'Unrecognized key: "type" (known: limit, offset, status, model_type, parent_id)',
+  );
+  const body = await app.request("POST", "/train", {
+    json: { model_type: "xgboost", retrian: true },
+  });
+  assert.equal(body.status, 422);
+  assert.match(body.body.message, /Unrecognized key: "retrian" \(known: model_type, retrain, /);
+});
