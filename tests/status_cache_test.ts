@@ -32,7 +32,13 @@ Deno.test("a finished job's answer is kept until a commit to the job", async () 
   assert.equal((await app.request("DELETE", `/train/models/${file}`)).status, 200);
   const after = await app.request("GET", `/train/status/${jobId}`);
   const events = await app.request("GET", `/train/job/${jobId}/events?type=model_deleted`);
-  assert.equal(after.body.data.message, "changed behind the store", "read again after the commit");
+  // Read again after the commit: the row's own message, with the deletion the commit added.
+  assert.equal(
+    after.body.data.message,
+    `changed behind the store; its model ${file} was deleted at ${
+      events.body.events[0].at
+    } (deleted by request)`,
+  );
   assert.equal(after.body.data.updated_at, events.body.events[0].at);
 });
 
