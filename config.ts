@@ -71,7 +71,34 @@ export function shownSetting(name: string, value: unknown): string {
   if (/TOKEN|SECRET|PASSWORD/.test(name) && typeof value === "string") {
     return `${name} (${value.length} characters, not shown)`;
   }
-  return `${name}=${JSON.stringify(value)}`;
+  return `${name}=${JSON.stringify(typeof value === "string" ? redactUrl(value) : value)}`;
+}
+
+const URL_SECRETS = ["authToken", "auth_token", "token", "access_token", "password"];
+
+/**
+ * A URL as logs and errors show it: a password in it (`https://user:pw@host`) and a token in
+ * its query (`libsql://host?authToken=…`) become `***`. Anything else is shown as given.
+ */
+export function redactUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return value;
+  }
+  let changed = false;
+  if (url.password) {
+    url.password = "***";
+    changed = true;
+  }
+  for (const key of URL_SECRETS) {
+    if (url.searchParams.has(key)) {
+      url.searchParams.set(key, "***");
+      changed = true;
+    }
+  }
+  return changed ? url.href : value;
 }
 
 /** Parses configuration from an environment map; throws ConfigError naming each bad variable. */

@@ -2,7 +2,7 @@
 import { resolve } from "node:path";
 import { createApp } from "./app.ts";
 import { FolderStore } from "./artifacts/folder_store.ts";
-import { ConfigError, isLoopback, loadConfig } from "./config.ts";
+import { ConfigError, isLoopback, loadConfig, redactUrl } from "./config.ts";
 import { randomId, systemClock } from "./db/clock.ts";
 import { openDatabase } from "./db/client.ts";
 import { logDirOf } from "./db/log_files.ts";
@@ -65,7 +65,7 @@ const database = await openDatabase(config.DATABASE_URL, config.DATABASE_AUTH_TO
   // The only writer (local mode holds the database's lock): commits leave the main thread.
   writerThread: !remote,
 })
-  .catch((e) => fail(`DATABASE_URL=${config.DATABASE_URL}: ${rootCause(e)}`));
+  .catch((e) => fail(`DATABASE_URL=${redactUrl(config.DATABASE_URL)}: ${rootCause(e)}`));
 const store = await EventStore.open(database, systemClock, { shared: remote });
 const runtimes = new RuntimeChecker(registry, config.TRAIN_PYTHON);
 const leases = new Leases(store, { clock: systemClock, leaseMs: config.LEASE_SECONDS * 1000 });
@@ -155,7 +155,7 @@ const server = (() => {
       port: config.PORT,
       onListen: ({ hostname, port }) =>
         log(
-          `listening on http://${hostname}:${port} (database ${config.DATABASE_URL}, ${
+          `listening on http://${hostname}:${port} (database ${redactUrl(config.DATABASE_URL)}, ${
             remote ? "jobs run on remote workers" : `models ${modelsDir}`
           })`,
         ),

@@ -24,7 +24,7 @@ export function program(api: () => Api, run: (code: Promise<number | void>) => v
       "\nNot the client (./trainer <command> --help says more):\n" +
         "  serve    run the API server here, training its jobs itself\n" +
         "  worker   train jobs for a hosted API (WORKERS=remote) on this machine\n" +
-        "  test     run the test suite; bench, drill: benchmarks and drills\n" +
+        "  test     run the test suite; bench, drill: benchmarks and drills; ok: checks, then tests\n" +
         "  setup    install what is missing (Deno, the Python packages)",
     )
     .showHelpAfterError()

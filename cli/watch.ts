@@ -145,7 +145,9 @@ function barsView(tracks: Map<string, Track>): View {
     byTrack.set(t, bars.create(t.total || 1, t.step, payload(t, width)));
   }
   return {
-    event(t) {
+    event(t, type, e) {
+      // A bar shows the state; why an attempt ended needs words above the bars.
+      if (type === "requeued") bars.log(`${t.name} requeued: ${requeueText(e.data)}\n`);
       const bar = byTrack.get(t)!;
       const done = t.status === "completed";
       bar.setTotal(t.total || 1);

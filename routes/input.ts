@@ -58,11 +58,15 @@ export function refuseQuery(c: Context): void {
   );
 }
 
-/** What an object schema at `path` in `schema` takes, for an unknown key's message. */
+/**
+ * What an object schema at `path` in `schema` takes, for an unknown key's message; nothing
+ * when the path leads through anything but plain object schemas (an array, an optional...).
+ */
 function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string {
-  let at: unknown = schema;
-  for (const key of path) at = (at as { shape?: Record<PropertyKey, unknown> }).shape?.[key];
-  const shape = (at as { shape?: Record<string, unknown> } | undefined)?.shape;
+  type Node = { shape?: Record<PropertyKey, unknown> } | undefined;
+  let at = schema as unknown as Node;
+  for (const key of path) at = at?.shape?.[key] as Node;
+  const shape = at?.shape;
   return shape ? ` (known: ${Object.keys(shape).join(", ")})` : "";
 }
 

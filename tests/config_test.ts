@@ -1,6 +1,6 @@
 /** loadConfig(): defaults, bad values naming their variable, the loopback rule. */
 import assert from "node:assert/strict";
-import { ConfigError, isLoopback, loadConfig } from "../config.ts";
+import { ConfigError, isLoopback, loadConfig, redactUrl, shownSetting } from "../config.ts";
 
 Deno.test("defaults", () => {
   const c = loadConfig({});
@@ -168,4 +168,18 @@ Deno.test("hosted mode: WORKERS=remote needs its own WORKER_TOKEN", () => {
   assert.equal(c.WORKERS, "remote");
   assert.equal(c.LEASE_SECONDS, 5);
   assert.throws(() => loadConfig({ LEASE_SECONDS: "0" }), /LEASE_SECONDS="0"/);
+});
+
+Deno.test("a URL's password or token is not shown in errors and logs", () => {
+  assert.equal(
+    redactUrl("libsql://db.example.com?authToken=s3cr3t&tls=1"),
+    "libsql://db.example.com?authToken=***&tls=1",
+  );
+  assert.equal(redactUrl("https://me:pw@db.example.com/x"), "https://me:***@db.example.com/x");
+  assert.equal(redactUrl("file:data/trainer.db"), "file:data/trainer.db");
+  assert.equal(redactUrl("not a url"), "not a url");
+  assert.equal(
+    shownSetting("DATABASE_URL", "https://me:pw@db.example.com"),
+    'DATABASE_URL="https://me:***@db.example.com/"',
+  );
 });

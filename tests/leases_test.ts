@@ -453,14 +453,33 @@ Deno.test("a worker's graceful stop: requeued while attempts remain; claims give
     assert.equal((await h.job(id)).status, "running");
     // A release whose start got in after its read (another instance recorded it) keeps the
     // lease: the job runs, and its reports still count.
-    await h.store.run(async (uow) => {
+    await h.store.run((uow) => {
       h.leases.release(uow, { job_id: id, ...fence(again) });
+      return Promise.resolve();
     });
     const out = await h.post(`jobs/${id}/output`, { ...fence(again), offset: 0, events: [] });
     assert.equal(out.status, 200, JSON.stringify(out.body));
   });
 
   await assertProjectionIsReplay(h.database);
+});
+
+Deno.test("a claim whose worker hung up takes no job", async () => {
+  await using h = await hostedApp();
+  const id = await h.submit("alpha");
+  const w = await h.register("leaving", ["alpha"]);
+  const gone = new AbortController();
+  gone.abort();
+  const res = await h.app.request("/worker/claim", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${WORKER_TOKEN}` },
+    body: JSON.stringify({ worker_id: w, claim_id: "hung-up", max: 1, wait_seconds: 0 }),
+    signal: gone.signal,
+  });
+  assert.deepEqual(await res.json(), { jobs: [] });
+  // Still waiting, with no lease: the next claim (any worker's) takes it at once.
+  const [c] = await h.claim(w, "next", 1);
+  assert.deepEqual([c.job.job_id, c.attempt], [id, 1]);
 });
 
 Deno.test("a waiting job's status says when no live worker offers its type", async () => {

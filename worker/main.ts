@@ -10,6 +10,7 @@ import { RuntimeChecker } from "../models/runtime_checker.ts";
 import { ApiClient } from "./client.ts";
 import { FolderStore } from "../artifacts/folder_store.ts";
 import { checkWorkerSettings, ConfigError, loadWorkerConfig } from "./config.ts";
+import { redactUrl } from "../config.ts";
 import { HttpPort } from "./http_port.ts";
 import { killLeftovers } from "./leftovers.ts";
 import { onStopSignals } from "../stop_signals.ts";
@@ -119,6 +120,8 @@ supervisor = new Supervisor(port, {
 });
 if (!stopping) supervisor.start();
 log(
-  `${name} (${registered.worker_id}) connected to ${config.TRAINER_URL}, running up to ` +
+  `${name} (${registered.worker_id}) connected to ${
+    redactUrl(config.TRAINER_URL)
+  }, running up to ` +
     `${config.MAX_CONCURRENT_JOBS} jobs`,
 );
