@@ -268,7 +268,12 @@ const WorkerHealth = z.object({
   registered_at: Time,
   last_heartbeat: Time,
   running: z.int(),
-  alive: z.boolean().meta({ description: "Heard from within LEASE_SECONDS" }),
+  alive: z.boolean().meta({
+    description: "Heard from within LEASE_SECONDS, and not stopped",
+  }),
+  stopped_at: Time.nullable().meta({
+    description: "When it stopped gracefully (SIGTERM); null while it runs, or if it died",
+  }),
 });
 
 export const HealthResponse = z.object({

@@ -170,6 +170,9 @@ export const FailRequest = Lease.extend({
  * and the job waits for the next claim. A started attempt ends with `exit` instead (409).
  */
 export const ReleaseRequest = Lease;
+
+/** A worker stopping gracefully says so last: it is not counted live any more (GET /health). */
+export const LeaveRequest = z.object({ worker_id: z.string().min(1).max(200) });
 export const Ok = z.object({ ok: z.literal(true) });
 
 /** `details[0].code` of a 409 answer to a report. */

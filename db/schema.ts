@@ -118,6 +118,8 @@ export const workers = sqliteTable("workers", {
   max_concurrent: integer("max_concurrent").notNull(),
   registered_at: text("registered_at").notNull(),
   last_heartbeat: text("last_heartbeat").notNull(),
+  /** When it said it was stopping (a graceful stop): not live from then on, whatever its heartbeat. */
+  stopped_at: text("stopped_at"),
 }, (t) => [index("workers_name").on(t.name)]);
 
 /**

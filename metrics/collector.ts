@@ -103,7 +103,8 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const workers = new Gauge({
     name: "trainer_workers",
     help: "Remote workers (hosted mode) heard from within LEASE_SECONDS (alive) or within the " +
-      "last hour but not since (silent), from the workers table at scrape time",
+      "last hour but not since (silent), from the workers table at scrape time; a worker " +
+      "stopped gracefully is neither",
     labelNames: ["state"],
     registers,
   });
@@ -222,8 +223,10 @@ async function workerStates(deps: MetricsDeps, now: string) {
   const lease = new Date(ms - (deps.leaseSeconds ?? 30) * 1000).toISOString();
   const hour = new Date(ms - 3600_000).toISOString();
   const rs = await deps.store.database.client.execute({
+    // A worker that said it stopped (a graceful stop) is neither: it is gone, not silent.
     sql: "SELECT coalesce(sum(last_heartbeat >= ?), 0) AS alive, " +
-      "coalesce(sum(last_heartbeat < ? AND last_heartbeat >= ?), 0) AS silent FROM workers",
+      "coalesce(sum(last_heartbeat < ? AND last_heartbeat >= ?), 0) AS silent FROM workers " +
+      "WHERE stopped_at IS NULL",
     args: [lease, lease, hour],
   });
   return { alive: Number(rs.rows[0].alive), silent: Number(rs.rows[0].silent) };

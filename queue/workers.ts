@@ -11,8 +11,10 @@ export interface WorkerInfo {
   last_heartbeat: string;
   /** Jobs it holds a live lease on. */
   running: number;
-  /** Heard from within the lease length. */
+  /** Heard from within the lease length, and not stopped. */
   alive: boolean;
+  /** When it said it was stopping (a graceful stop); null while it runs, or if it died. */
+  stopped_at: string | null;
 }
 
 /**
@@ -66,8 +68,17 @@ export async function listWorkers(
     registered_at: String(r.registered_at),
     last_heartbeat: String(r.last_heartbeat),
     running: Number(r.running),
-    alive: now - Date.parse(String(r.last_heartbeat)) < leaseMs,
+    alive: r.stopped_at === null && now - Date.parse(String(r.last_heartbeat)) < leaseMs,
+    stopped_at: r.stopped_at === null ? null : String(r.stopped_at),
   }));
+}
+
+/** A worker says it is stopping (a graceful stop): it is not live from now on. */
+export async function stopWorker(client: Client, clock: Clock, workerId: string): Promise<void> {
+  await client.execute({
+    sql: "UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL",
+    args: [clock.now().toISOString(), workerId],
+  });
 }
 
 /** True when a worker heard from within `leaseMs` (a live one) offers `modelType`. */
@@ -81,7 +92,7 @@ export async function liveWorkerOffers(
   const since = new Date(clock.now().getTime() - leaseMs).toISOString();
   const rs = await client.execute({
     sql: "SELECT 1 FROM workers w, json_each(w.model_types) t " +
-      "WHERE w.last_heartbeat > ? AND t.value = ? LIMIT 1",
+      "WHERE w.last_heartbeat > ? AND w.stopped_at IS NULL AND t.value = ? LIMIT 1",
     args: [since, modelType],
   });
   return rs.rows.length > 0;

@@ -8,6 +8,7 @@ import {
   ExitRequest,
   FailRequest,
   HeartbeatRequest,
+  LeaveRequest,
   OutputRequest,
   RegisterRequest,
   ReleaseRequest,
@@ -18,7 +19,7 @@ import type { EventStore } from "../db/event_store.ts";
 import type { Command, OutputEvent } from "../jobs/decide.ts";
 import { type LeaseRef, Leases, OffsetGapError } from "../queue/leases.ts";
 import type { Reaper } from "../queue/reaper.ts";
-import { registerWorker } from "../queue/workers.ts";
+import { registerWorker, stopWorker } from "../queue/workers.ts";
 import { check, jobIdParam, readJson } from "./input.ts";
 import { ConflictError } from "../errors.ts";
 
@@ -69,6 +70,12 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
       if (jobs.length || left <= 0 || deps.lifecycle?.shuttingDown) return c.json({ jobs });
       await wake(Math.min(left, CLAIM_POLL_MS));
     }
+  });
+
+  app.post("/leave", async (c) => {
+    const body = check(LeaveRequest, await readJson(c, true), "request body");
+    await stopWorker(deps.store.database.client, deps.clock, body.worker_id);
+    return c.json({ ok: true });
   });
 
   app.post("/heartbeat", async (c) => {

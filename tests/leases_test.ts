@@ -497,11 +497,22 @@ Deno.test("a waiting job's status says when no live worker offers its type", asy
   );
   await h.register("alpha-only", ["alpha"]);
   assert.match(await message(), /no live worker offers model type beta/);
-  await h.register("both", ["alpha", "beta"]);
+  const both = await h.register("both", ["alpha", "beta"]);
   assert.equal(await message(), "waiting for a free slot: 0 jobs ahead");
   // Its heartbeat is older than the lease now: not live.
   h.time.advance(LEASE_MS);
   assert.match(await message(), /no live worker offers model type beta/);
+  // A worker that stops gracefully says so: not live from then on, however fresh its heartbeat.
+  const again = await h.register("both-again", ["beta"]);
+  assert.equal(await message(), "waiting for a free slot: 0 jobs ahead");
+  const left = await h.post("leave", { worker_id: again });
+  assert.equal(left.status, 200, JSON.stringify(left.body));
+  assert.match(await message(), /no live worker offers model type beta/);
+  const health = await (await h.app.request("/health")).json();
+  const shown = health.workers.find((w: Json) => w.worker_id === again);
+  assert.equal(shown.alive, false);
+  assert.equal(shown.stopped_at, h.time.iso());
+  assert.equal(health.workers.find((w: Json) => w.worker_id === both).stopped_at, null);
 });
 
 Deno.test("registering a worker name again expires its earlier run's leases at once", async () => {
@@ -623,6 +634,12 @@ Deno.test("metrics: workers by state and lease expirations", async () => {
   assert.equal((await h.job(ids[1])).failure_reason, "worker_lost");
   assert.equal(await metric("trainer_lease_expirations_total", { outcome: "requeued" }), 1);
   assert.equal(await metric("trainer_lease_expirations_total", { outcome: "failed" }), 1);
+  assert.equal(await metric("trainer_workers", { state: "alive" }), 0);
+  assert.equal(await metric("trainer_workers", { state: "silent" }), 2);
+  // A worker stopped gracefully is gone, neither alive nor silent.
+  const leaving = await h.register("leaving", ["alpha"]);
+  assert.equal(await metric("trainer_workers", { state: "alive" }), 1);
+  assert.equal((await h.post("leave", { worker_id: leaving })).status, 200);
   assert.equal(await metric("trainer_workers", { state: "alive" }), 0);
   assert.equal(await metric("trainer_workers", { state: "silent" }), 2);
 });

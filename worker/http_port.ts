@@ -388,6 +388,14 @@ export class HttpPort implements WorkerPort {
         )
       ),
     );
+    // Last: from now on the API counts this worker as gone, not live until its lease runs out.
+    // Once only; if the API does not answer, the heartbeat's age tells the same a lease later.
+    if (this.#workerId) {
+      const answer = await this.client.post("/worker/leave", { worker_id: this.#workerId }, Ok, {
+        timeoutMs: 5_000,
+      });
+      if (answer.kind !== "ok") this.opts.warn(`could not tell the API this worker stopped`);
+    }
   }
 }
 
