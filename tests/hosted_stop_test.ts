@@ -151,8 +151,8 @@ Deno.test("hosted: cancel, a frozen worker, and a worker's graceful stop", async
         assert.equal(gone.alive, false, JSON.stringify(gone));
         assert.ok(gone.stopped_at, JSON.stringify(gone));
 
-        // box-c said it stopped: no live worker is left for the job.
-        const alone = (await http(base, "GET", `/train/status/${id}`)).body.data;
+        // box-c said it stopped; box-a (killed) is live until its heartbeat is a lease old.
+        const alone = await waitJob(base, id, (d) => /no live worker/.test(d.message), 10_000);
         assert.match(alone.message, /; no live worker offers model type fake \(GET \/health/);
 
         worker = await start("box-d");
