@@ -232,7 +232,6 @@ export function deriveParent(parent: JobState, children: JobState[]): JobState {
   // A parent reports a failure only once it has failed: while children still run, or after
   // a cancel, its `error` stays null and each child's own status shows what went wrong.
   const failedKids = status === "failed" ? children.filter((c) => c.status === "failed") : [];
-  const steps = children.map((c) => c.progress);
   return {
     ...parent,
     status,
@@ -245,16 +244,35 @@ export function deriveParent(parent: JobState, children: JobState[]): JobState {
       : null,
     failure_reason: failedKids.length ? "child_failed" : null,
     message: parentMessage(status, children),
-    progress: steps.every((p) => p && p.step !== null && p.total !== null)
-      ? {
-        step: steps.reduce((n, p) => n + (p!.step ?? 0), 0),
-        total: steps.reduce((n, p) => n + (p!.total ?? 0), 0),
-        message: null,
-        metrics: null,
-        at: steps.map((p) => p!.at).sort().at(-1)!,
-      }
-      : null,
+    progress: parentProgress(children),
     metrics: Object.fromEntries(children.map((c) => [c.model_type, c.metrics])),
+  };
+}
+
+/** Units of a parent's progress per child: each model type counts the same. */
+const PER_CHILD = 1000;
+
+/**
+ * A parent's progress: each child's share of its own total, in thousandths, so that a type
+ * reporting 1,800 small steps does not outweigh one reporting 180. A completed child counts in
+ * full; one with no progress yet counts 0. Null until some child has reported or completed.
+ */
+function parentProgress(children: JobState[]): JobProgress | null {
+  const shares = children.map((c) => {
+    const p = c.progress;
+    if (c.status === "completed") return { done: PER_CHILD, at: c.completed_at ?? p?.at };
+    if (!p || p.step === null || p.total === null || p.total <= 0) return { done: 0, at: p?.at };
+    return { done: Math.round(PER_CHILD * Math.min(1, Math.max(0, p.step / p.total))), at: p.at };
+  });
+  const times = shares.map((s) => s.at).filter((t): t is string => !!t).sort();
+  if (times.length === 0) return null;
+  return {
+    step: shares.reduce((n, s) => n + s.done, 0),
+    total: PER_CHILD * children.length,
+    message: children.map((c, i) => `${c.model_type} ${Math.floor(shares[i].done / 10)}%`)
+      .join(", "),
+    metrics: null,
+    at: times.at(-1)!,
   };
 }
 

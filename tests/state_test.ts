@@ -156,23 +156,26 @@ Deno.test("deriveParent", async (t) => {
     const p = deriveParent(parent(), [child(0, cancel), child(1, cancel), child(2, cancel)]);
     assert.equal(p.status, "cancelled");
   });
-  await t.step("progress sums the children's once every child reports it", () => {
-    const step = (s: number) => ({
+  await t.step("progress counts each child the same, whatever its own total", () => {
+    const step = (s: number, total: number) => ({
       type: "output" as const,
       events: [{
         type: "progress" as const,
-        data: { step: s, total: 10, message: null, metrics: null },
+        data: { step: s, total, message: null, metrics: null },
       }],
     });
-    const partial = deriveParent(parent(), [child(0, start(), step(2)), child(1), child(2)]);
-    assert.equal(partial.progress, null);
-    const kids = [
-      child(0, start(), step(2)),
-      child(1, start(), step(5)),
-      child(2, start(), step(1)),
-    ];
-    const p = deriveParent(parent(), kids);
-    assert.deepEqual([p.progress?.step, p.progress?.total], [8, 30]);
+    assert.equal(deriveParent(parent(), [child(0), child(1), child(2)]).progress, null);
+    // 1,800 small steps must not outweigh 180: each child is a third of the parent.
+    const partial = deriveParent(parent(), [
+      child(0, start(), step(900, 1800)),
+      child(1, start(), step(18, 180)),
+      child(2),
+    ]);
+    assert.deepEqual([partial.progress?.step, partial.progress?.total], [600, 3000]);
+    assert.equal(partial.progress?.message, "neural-net 50%, xgboost 10%, random-forest 0%");
+    // A completed child counts in full, even one that never reported progress.
+    const p = deriveParent(parent(), [child(0, ...ok), child(1, start(), step(5, 10)), child(2)]);
+    assert.deepEqual([p.progress?.step, p.progress?.total], [1500, 3000]);
   });
   await t.step("deriving twice equals deriving once, and the inputs are not changed", () => {
     const cases = [
