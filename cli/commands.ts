@@ -75,7 +75,9 @@ export async function status(api: Api, jobId: string, out: Output) {
     `created   ${when(d.created_at)}`,
     `started   ${when(d.started_at)}`,
     `finished  ${when(d.completed_at ?? d.cancelled_at)}`,
-    `progress  ${stepText(d.progress)}`,
+    `progress  ${stepText(d.progress, d.model_type)}${
+      d.model_type === "all" && d.progress?.message ? ` (${d.progress.message})` : ""
+    }`,
   ];
   if (d.model_path) lines.push(`model     ${d.model_path}`);
   if (d.error) lines.push(`error     ${d.error.split("\n").join("\n          ")}`);
@@ -147,7 +149,7 @@ export async function jobs(
     j.status + (j.failure_reason ? ` (${j.failure_reason})` : ""),
     when(j.created_at),
     clock(j.completed_at),
-    stepText(j.progress),
+    stepText(j.progress, j.model_type),
   ]);
   console.log(table(["job", "type", "status", "created", "ended", "progress"], rows));
   console.log(`${r.jobs.length} shown, ${r.filtered_count} matching, ${r.total_count} in all`);

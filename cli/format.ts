@@ -33,8 +33,12 @@ export function metricsText(metrics: Json, max = Infinity): string {
 }
 
 /** `3/10` or "-". */
-export function stepText(progress: Json): string {
+export function stepText(progress: Json, modelType?: string): string {
   if (!progress || progress.step === null || progress.step === undefined) return "-";
+  // An `all` parent counts in units of its children's shares: a percentage says it plainly.
+  if (modelType === "all" && progress.total) {
+    return `${Math.floor((100 * progress.step) / progress.total)}%`;
+  }
   return progress.total ? `${progress.step}/${progress.total}` : String(progress.step);
 }
 

@@ -262,7 +262,9 @@ function parentProgress(children: JobState[]): JobProgress | null {
     const p = c.progress;
     if (c.status === "completed") return { done: PER_CHILD, at: c.completed_at ?? p?.at };
     if (!p || p.step === null || p.total === null || p.total <= 0) return { done: 0, at: p?.at };
-    return { done: Math.round(PER_CHILD * Math.min(1, Math.max(0, p.step / p.total))), at: p.at };
+    // Short of full until it completes: a child at its last step is not done yet.
+    const share = Math.floor(PER_CHILD * Math.max(0, p.step / p.total));
+    return { done: Math.min(PER_CHILD - 1, share), at: p.at };
   });
   const times = shares.map((s) => s.at).filter((t): t is string => !!t).sort();
   if (times.length === 0) return null;

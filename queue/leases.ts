@@ -52,7 +52,7 @@ export class OffsetGapError extends AppError {
 const CLAIMABLE = `FROM jobs j
 WHERE j.status = 'started' AND j.process IS NULL AND j.children IS NULL
   AND j.model_type IN (SELECT value FROM json_each(
-    (SELECT model_types FROM workers WHERE worker_id = ?1)))
+    (SELECT model_types FROM workers WHERE worker_id = ?1 AND stopped_at IS NULL)))
   AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = j.job_id AND l.active = 1)`;
 
 const CLAIM_SQL = `

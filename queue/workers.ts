@@ -34,6 +34,11 @@ export async function registerWorker(
         "(SELECT worker_id FROM workers WHERE name = ?)",
       args: [now.getTime(), w.name],
     },
+    // The earlier run is gone: its row no longer counts as live (nor its slots twice).
+    {
+      sql: "UPDATE workers SET stopped_at = ? WHERE name = ? AND stopped_at IS NULL",
+      args: [now.toISOString(), w.name],
+    },
     {
       sql: "INSERT INTO workers (worker_id, name, model_types, max_concurrent, registered_at, " +
         "last_heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
@@ -73,12 +78,25 @@ export async function listWorkers(
   }));
 }
 
-/** A worker says it is stopping (a graceful stop): it is not live from now on. */
-export async function stopWorker(client: Client, clock: Clock, workerId: string): Promise<void> {
-  await client.execute({
-    sql: "UPDATE workers SET stopped_at = ? WHERE worker_id = ? AND stopped_at IS NULL",
-    args: [clock.now().toISOString(), workerId],
-  });
+/**
+ * A worker says it is stopping (a graceful stop): it is not live from now on, and any lease
+ * it still holds (a claim whose answer it never read) expires now, for the reaper to release.
+ * False when no worker has that id.
+ */
+export async function stopWorker(client: Client, clock: Clock, workerId: string): Promise<boolean> {
+  const now = clock.now();
+  const [found] = await client.batch([
+    {
+      sql: "UPDATE workers SET stopped_at = coalesce(stopped_at, ?) WHERE worker_id = ? " +
+        "RETURNING worker_id",
+      args: [now.toISOString(), workerId],
+    },
+    {
+      sql: "UPDATE leases SET expires_at = ? WHERE active = 1 AND worker_id = ? AND expires_at > ?",
+      args: [now.getTime(), workerId, now.getTime()],
+    },
+  ], "write");
+  return found.rows.length > 0;
 }
 
 /** True when a worker heard from within `leaseMs` (a live one) offers `modelType`. */

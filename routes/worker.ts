@@ -21,7 +21,7 @@ import { type LeaseRef, Leases, OffsetGapError } from "../queue/leases.ts";
 import type { Reaper } from "../queue/reaper.ts";
 import { registerWorker, stopWorker } from "../queue/workers.ts";
 import { check, jobIdParam, readJson } from "./input.ts";
-import { ConflictError } from "../errors.ts";
+import { ConflictError, NotFoundError } from "../errors.ts";
 
 export interface WorkerRouteDeps {
   store: EventStore;
@@ -74,7 +74,11 @@ export function workerRoutes(deps: WorkerRouteDeps): Hono {
 
   app.post("/leave", async (c) => {
     const body = check(LeaveRequest, await readJson(c, true), "request body");
-    await stopWorker(deps.store.database.client, deps.clock, body.worker_id);
+    if (!await stopWorker(deps.store.database.client, deps.clock, body.worker_id)) {
+      throw new NotFoundError(`no worker with id ${body.worker_id.slice(0, 200)}`);
+    }
+    // Its leases expired just now: their jobs wait again at once.
+    await deps.reaper.maybe();
     return c.json({ ok: true });
   });
 

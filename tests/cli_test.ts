@@ -1,6 +1,7 @@
 /** E2E: the real `./trainer` client command against a real server training real models. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { stepText } from "../cli/format.ts";
 import {
   http,
   type Json,
@@ -254,4 +255,10 @@ Deno.test("help: the server commands say what they do instead of starting", asyn
   const client = await run("http://127.0.0.1:9", ["--help"]);
   assert.equal(client.code, 0, show(client));
   assert.match(client.stdout, /Not the client[^\n]*\n\s+serve\s+run the API server here/);
+});
+
+Deno.test("progress text: steps of a job, a percentage of an all parent", () => {
+  assert.equal(stepText({ step: 3, total: 10 }, "xgboost"), "3/10");
+  assert.equal(stepText({ step: 1999, total: 3000 }, "all"), "66%");
+  assert.equal(stepText(null, "all"), "-");
 });

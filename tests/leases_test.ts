@@ -464,6 +464,39 @@ Deno.test("a worker's graceful stop: requeued while attempts remain; claims give
   await assertProjectionIsReplay(h.database);
 });
 
+Deno.test("leave: a stopped worker claims nothing, and its unread claim waits again", async () => {
+  await using h = await hostedApp();
+  const id = await h.submit("alpha");
+  const w = await h.register("spot", ["alpha"]);
+  // Claimed, but the answer never read: the worker is stopping.
+  const [c] = await h.claim(w, "unread", 1);
+  assert.equal(c.job.job_id, id);
+  const left = await h.post("leave", { worker_id: w });
+  assert.equal(left.status, 200, JSON.stringify(left.body));
+  await h.leases.reap();
+  const other = await h.register("other", ["alpha"]);
+  const [again] = await h.claim(other, "next", 1);
+  assert.deepEqual([again.job.job_id, again.attempt], [id, 1], "no attempt used");
+  await h.submit("alpha");
+  assert.deepEqual(await h.claim(w, "after-leave", 1), [], "a stopped worker takes nothing");
+  const unknown = await h.post("leave", { worker_id: "nobody-12345678" });
+  assert.equal(unknown.status, 404);
+  assert.match(unknown.body.message, /no worker with id nobody-12345678/);
+});
+
+Deno.test("a worker that registers again replaces its earlier run in /health", async () => {
+  await using h = await hostedApp();
+  const first = await h.register("box", ["alpha"], 3);
+  const second = await h.register("box", ["alpha"], 3);
+  const health = await (await h.app.request("/health")).json();
+  const rows = health.workers.filter((x: Json) => x.name === "box");
+  assert.deepEqual(
+    rows.map((x: Json) => [x.worker_id, x.alive]).sort(),
+    [[first, false], [second, true]].sort(),
+  );
+  assert.equal(health.max_concurrent_jobs, 3, "its slots count once");
+});
+
 Deno.test("a claim whose worker hung up takes no job", async () => {
   await using h = await hostedApp();
   const id = await h.submit("alpha");

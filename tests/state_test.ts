@@ -173,6 +173,13 @@ Deno.test("deriveParent", async (t) => {
     ]);
     assert.deepEqual([partial.progress?.step, partial.progress?.total], [600, 3000]);
     assert.equal(partial.progress?.message, "neural-net 50%, xgboost 10%, random-forest 0%");
+    // A child at its last step is not done until it completes: the parent is not at 100%.
+    const last = deriveParent(parent(), [
+      child(0, ...ok),
+      child(1, start(), step(10, 10)),
+      child(2, start(), step(1999, 2000)),
+    ]);
+    assert.deepEqual([last.progress?.step, last.progress?.total], [1000 + 999 + 999, 3000]);
     // A completed child counts in full, even one that never reported progress.
     const p = deriveParent(parent(), [child(0, ...ok), child(1, start(), step(5, 10)), child(2)]);
     assert.deepEqual([p.progress?.step, p.progress?.total], [1500, 3000]);

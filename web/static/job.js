@@ -187,9 +187,10 @@ function renderProgress(view) {
   } else if (last?.total) {
     bar.value = Math.min(1, last.step / last.total);
     const eta = TERMINAL.has(job.status) ? "" : etaText(view.points, last);
-    text.textContent = `step ${last.step} of ${last.total}${eta}${
-      last.message ? ` · ${last.message}` : ""
-    }`;
+    const done = job.model_type === "all"
+      ? `${Math.floor((100 * last.step) / last.total)}% of its children's work`
+      : `step ${last.step} of ${last.total}`;
+    text.textContent = `${done}${eta}${last.message ? ` · ${last.message}` : ""}`;
   } else {
     if (job.status === "running") bar.removeAttribute("value");
     else bar.value = 0;

@@ -187,7 +187,10 @@ function fillRow(row, job) {
     steps.textContent = "done";
   } else if (p?.total) {
     bar.value = Math.min(1, p.step / p.total);
-    steps.textContent = `${p.step}/${p.total}`;
+    // An `all` parent counts in units of its children's shares: a percentage says it plainly.
+    steps.textContent = job.model_type === "all"
+      ? `${Math.floor((100 * p.step) / p.total)}%`
+      : `${p.step}/${p.total}`;
   } else {
     if (job.status === "running") bar.removeAttribute("value");
     else bar.value = 0;
