@@ -13,6 +13,7 @@
  *   for its lease to expire.
  */
 import { basename, join } from "node:path";
+import { redactUrl } from "../config.ts";
 import { z } from "zod";
 import {
   ClaimResponse,
@@ -114,7 +115,9 @@ export class HttpPort implements WorkerPort {
         // Logged every time: the delays grow, and a worker that cannot start must say why.
         const delay = backoff.next();
         this.opts.warn(
-          `cannot reach TRAINER_URL=${url}: ${answer.error}; retrying in ${seconds(delay)}`,
+          `cannot reach TRAINER_URL=${redactUrl(url)}: ${answer.error}; retrying in ${
+            seconds(delay)
+          }`,
         );
         await sleep(delay, this.#closing.signal);
         continue;
@@ -125,7 +128,9 @@ export class HttpPort implements WorkerPort {
         );
       }
       const hint = answer.status === 404 ? " (is the server running with WORKERS=remote?)" : "";
-      throw new Error(`${url} refused to register this worker: ${answer.message}${hint}`);
+      throw new Error(
+        `${redactUrl(url)} refused to register this worker: ${answer.message}${hint}`,
+      );
     }
   }
 
