@@ -140,7 +140,8 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
         message: `${s.message}; its model ${event.data.name} was deleted at ${at} ` +
           `(${event.data.reason})`,
       };
-    case "requeued":
+    case "requeued": {
+      const worker = event.data.worker_name ?? event.data.worker_id;
       return {
         ...s,
         status: s.status === "running" ? "started" : s.status,
@@ -153,9 +154,10 @@ export function evolve(state: JobState | undefined, stored: StoredEvent): JobSta
         attempt: event.data.attempt,
         message: `Waiting for a worker: attempt ${event.data.attempt} of ${s.max_attempts} was ` +
           (event.data.reason === "worker_lost"
-            ? `lost with worker ${event.data.worker_name ?? event.data.worker_id}`
-            : `stopped when worker ${event.data.worker_name ?? event.data.worker_id} shut down`),
+            ? `lost with worker ${worker}`
+            : `stopped when worker ${worker} shut down`),
       };
+    }
     case "progress":
       return { ...s, progress: { ...event.data, at } };
     case "log":

@@ -78,6 +78,11 @@ export function metricsText(metrics) {
   return flat(metrics ?? {});
 }
 
+/** An `all` parent's progress (units of its children's shares) as a whole percentage. */
+export function percent(progress) {
+  return Math.floor((100 * progress.step) / progress.total);
+}
+
 export function number(v) {
   if (typeof v !== "number") return String(v);
   if (Number.isInteger(v)) return String(v);

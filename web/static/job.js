@@ -1,7 +1,17 @@
 /** One job: status, failure, progress with ETA, metric charts, the live log, children, Cancel. */
 import { api, ApiError, follow } from "./api.js";
 import { drawCharts } from "./chart.js";
-import { badge, duration, el, metricsText, runTime, shortId, TERMINAL, when } from "./format.js";
+import {
+  badge,
+  duration,
+  el,
+  metricsText,
+  percent,
+  runTime,
+  shortId,
+  TERMINAL,
+  when,
+} from "./format.js";
 import { every, notice, setLive } from "./live.js";
 
 const POLL_MS = 1000;
@@ -188,7 +198,7 @@ function renderProgress(view) {
     bar.value = Math.min(1, last.step / last.total);
     const eta = TERMINAL.has(job.status) ? "" : etaText(view.points, last);
     const done = job.model_type === "all"
-      ? `${Math.floor((100 * last.step) / last.total)}% of its children's work`
+      ? `${percent(last)}% of its children's work`
       : `step ${last.step} of ${last.total}`;
     text.textContent = `${done}${eta}${last.message ? ` · ${last.message}` : ""}`;
   } else {

@@ -6,6 +6,7 @@ import {
   el,
   headline,
   number,
+  percent,
   runTime,
   shortId,
   TERMINAL,
@@ -188,9 +189,7 @@ function fillRow(row, job) {
   } else if (p?.total) {
     bar.value = Math.min(1, p.step / p.total);
     // An `all` parent counts in units of its children's shares: a percentage says it plainly.
-    steps.textContent = job.model_type === "all"
-      ? `${Math.floor((100 * p.step) / p.total)}%`
-      : `${p.step}/${p.total}`;
+    steps.textContent = job.model_type === "all" ? `${percent(p)}%` : `${p.step}/${p.total}`;
   } else {
     if (job.status === "running") bar.removeAttribute("value");
     else bar.value = 0;
