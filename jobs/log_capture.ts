@@ -6,18 +6,21 @@
  * spool behind it and appends runs of plain lines to the job's log file (`<job id>.stdout`),
  * which only the server writes: log events hold ranges of that file, and what a job does to
  * its own stdout afterwards (`tee /dev/stdout` truncates it; a process that outlived its job
- * appends to it) cannot change a stored line. The spool is removed when the run ends.
+ * appends to it) cannot change a stored line. The spool is removed when the run ends, or
+ * emptied and kept for a later job (`close(true)`, see LogFolder).
  */
 import {
   closeSync,
   fdatasync,
   fstatSync,
+  ftruncateSync,
   openSync,
   readSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
 import { logFileName } from "../db/log_files.ts";
+import { onlyOpener } from "./posix_spawn.ts";
 
 /** What the collector reads a job's stdout through, and keeps its lines with. */
 export interface LogSource {
@@ -43,6 +46,12 @@ const SPOOL_LAG_RESUME = 64 * 1024 * 1024;
  * thread: on the ext4 of our machines (no journal) creating a file after many were removed
  * took 2 ms in the kernel, looking for a free inode, and that was on every launch's path
  * (dispatch p50 went from 3 to 5.7 ms).
+ *
+ * Made on another thread, that search still cost the machine about 0.5 ms a job (a tenth of
+ * all its CPU with 16 no-op jobs at a time, perf: `ext4_create` in `find_inode_bit` and
+ * `recently_deleted`). So a spool whose job opened it itself, by name, is emptied and kept
+ * when the job is over and no process has it open any more (`LogCapture.close(true)`), and
+ * files are made only when there is none to reuse.
  */
 export class LogFolder {
   #spares: string[] = [];
@@ -69,7 +78,23 @@ export class LogFolder {
       closeSync(openSync(`${this.dir}/${spool}`, "wx", 0o600));
     }
     this.#refill();
-    return new LogCapture(this.dir, jobId, spool);
+    const capture = new LogCapture(this.dir, jobId, spool);
+    capture.recycle = (name) => this.#recycle(name);
+    return capture;
+  }
+
+  /**
+   * An emptied spool is kept as a spare, up to twice `keep`: the refill tops spares up to
+   * `keep` while a job holds each spool, so with room for only `keep` a returned one would
+   * usually be removed and a new one made again.
+   */
+  #recycle(name: string): void {
+    if (!this.#closed && this.#spares.length < 2 * this.keep) this.#spares.push(name);
+    else {
+      try {
+        unlinkSync(`${this.dir}/${name}`);
+      } catch { /* gone already */ }
+    }
   }
 
   /**
@@ -104,6 +129,7 @@ export class LogCapture implements LogSource {
   #end!: () => void;
   #endSize: number | null = null;
   #spool: string;
+  readonly spoolName: string;
   #path: string;
   #log: { fd: number; size: number; named: boolean } | null = null;
   #syncing = 0;
@@ -117,6 +143,7 @@ export class LogCapture implements LogSource {
   ) {
     this.name = logFileName(jobId);
     this.#path = `${dir}/${this.name}`;
+    this.spoolName = spool;
     this.#spool = `${dir}/${spool}`;
     this.fd = openSync(this.#spool, "a+", 0o600);
     this.ended = new Promise((resolve) => this.#end = resolve);
@@ -213,17 +240,47 @@ export class LogCapture implements LogSource {
     this.#end();
   }
 
-  /** Closes the capture and removes the spool. Called once the output is stored. */
-  close(): void {
+  /** Where the job may open its stdout itself (its own open file description). */
+  get spoolPath(): string {
+    return this.#spool;
+  }
+
+  /** Takes an emptied spool back (set by its LogFolder); null: spools are removed. */
+  recycle: ((spool: string) => void) | null = null;
+
+  /**
+   * Closes the capture and removes the spool, or with `reuse` empties it and hands it back to
+   * its folder. Called once the output is stored. `reuse` is for a job that opened the spool
+   * by name: then any process still holding it has a file description of its own, which the
+   * write-lease test sees (a copy of the capture's own descriptor would not be seen); a spool
+   * still open elsewhere is removed, so nothing a leftover writes reaches another job.
+   */
+  close(reuse = false): void {
     if (this.#closed) return;
     this.end();
     this.#closed = true;
-    try {
-      unlinkSync(this.#spool);
-    } catch { /* gone already */ }
+    if (!(reuse && this.#emptied())) {
+      try {
+        unlinkSync(this.#spool);
+      } catch { /* gone already */ }
+    }
     closeSync(this.fd);
     // A sync still running closes the log file when it is done (the number could be reused).
     if (this.#log && this.#syncing === 0) closeSync(this.#log.fd);
+  }
+
+  /** Empties the spool and hands it back when no other process has it open. */
+  #emptied(): boolean {
+    const recycle = this.recycle;
+    if (!recycle) return false;
+    try {
+      if (!onlyOpener(this.fd)) return false;
+      ftruncateSync(this.fd, 0);
+    } catch {
+      return false;
+    }
+    recycle(this.spoolName);
+    return true;
   }
 }
 

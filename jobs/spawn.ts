@@ -1,39 +1,48 @@
 /**
  * Spawns a job as the leader of its own session and process group.
  *
+ * The default is libc's posix_spawn with POSIX_SPAWN_SETSID, called through FFI
+ * (posix_spawn.ts): the child runs setsid() before its exec, nothing else is exec'd, and the
+ * parent's cost is a vfork-style clone. Where that is not available (no FFI permission, no
+ * glibc), a `setsid` program is spawned with the runtime's fast path, which calls setsid() and
+ * execs the job in place (same pid).
+ *
  * `Deno.Command` with `detached: true` runs setsid() in a pre-exec hook, which makes the
  * runtime fork() the whole server (copying its page tables) instead of using posix_spawn:
  * with 16 jobs starting and ending together that capped spawning at about 180 a second on
- * a 2-core machine, below what a no-op job needs. Spawning a `setsid` program with the fast
- * path, which calls setsid() and execs the job in place (same pid), measured 3x more spawns
- * a second. Without such a program, `detached: true` is used as before.
+ * a 2-core machine, below what a no-op job needs. It is the last resort.
  *
- * A statically linked busybox (Debian's busybox-static) is preferred to util-linux's setsid:
- * the dynamic loader's work in that extra exec was a fifth of all the CPU under the peer
- * benchmark (perf, 16 no-op jobs at a time), and a static setsid costs less than half as much
- * (a loop of `setsid -- /bin/true`: 1.2 ms more than `/bin/true` alone with util-linux's,
- * 0.55 ms with busybox's).
+ * Of the setsid programs, a statically linked busybox (Debian's busybox-static) is preferred
+ * to util-linux's setsid: the dynamic loader's work in that extra exec was a fifth of all the
+ * CPU under the peer benchmark (perf, 16 no-op jobs at a time), and a static setsid costs less
+ * than half as much (a loop of `setsid -- /bin/true`: 1.2 ms more than `/bin/true` alone with
+ * util-linux's, 0.55 ms with busybox's).
  */
 import { spawn as spawnNode } from "node:child_process";
 import { constants } from "node:os";
 import { live, proc } from "./procfs.ts";
+import { posixSpawn, posixSpawnAvailable } from "./posix_spawn.ts";
 
 /** execvp()'s search path when the environment has no PATH. */
 const DEFAULT_PATH = "/usr/bin:/bin";
 const BUSYBOX = "/bin/busybox";
 const UTIL_LINUX_SETSID = ["/usr/bin/setsid", "/bin/setsid"];
 
-/** The argv prefix that runs `-- program args` in a new session; null: use `detached`. */
-export type SetsidProgram = readonly string[] | null;
+/**
+ * How a job gets its own session: "posix_spawn" (see posix_spawn.ts); else the argv prefix
+ * of a program that runs `-- program args` in a new session; null: `detached: true`.
+ */
+export type SetsidProgram = "posix_spawn" | readonly string[] | null;
 
 let found: SetsidProgram | undefined;
 
 /**
- * The setsid program jobs start through, looked up once: busybox's applet when that busybox
- * is statically linked and has it, else util-linux's, else none.
+ * How jobs start, looked up once: posix_spawn when it is available; else busybox's setsid
+ * applet when that busybox is statically linked and has it, else util-linux's, else none.
  */
 export function setsidProgram(): SetsidProgram {
   if (found !== undefined) return found;
+  if (posixSpawnAvailable()) return found = "posix_spawn";
   if (isExecutable(BUSYBOX) && isStatic(BUSYBOX) && hasApplet(BUSYBOX, "setsid")) {
     return found = [BUSYBOX, "setsid"];
   }
@@ -65,9 +74,14 @@ export type SpawnOptions = Omit<Deno.CommandOptions, "args" | "detached" | "cwd"
   setsid?: SetsidProgram;
   /**
    * An open file descriptor the job's stdout goes to (its log file), instead of a pipe.
-   * Needs a setsid program; `Deno.Command` cannot pass a descriptor, node's spawn can.
+   * Needs posix_spawn or a setsid program; `Deno.Command` cannot pass a descriptor.
    */
   stdoutFd?: number;
+  /**
+   * With posix_spawn, the file the job opens for its stdout instead of copying `stdoutFd`:
+   * then the file is open in a description of the job's own (see LogCapture.close).
+   */
+  stdoutPath?: string;
 };
 
 /**
@@ -75,7 +89,7 @@ export type SpawnOptions = Omit<Deno.CommandOptions, "args" | "detached" | "cwd"
  * Throws as `Deno.Command` does when the program cannot be found or run.
  */
 export function spawnLeader(command: string[], options: SpawnOptions): Leader {
-  const { setsid = setsidProgram(), stdoutFd, ...rest } = options;
+  const { setsid = setsidProgram(), stdoutFd, stdoutPath, ...rest } = options;
   if (!setsid) {
     if (stdoutFd !== undefined) {
       throw new Error("a job's stdout goes to a file only through setsid");
@@ -91,6 +105,16 @@ export function spawnLeader(command: string[], options: SpawnOptions): Leader {
   }
   // Found here, so that a missing program fails the spawn (spawn_failed), not the job.
   const program = resolveProgram(command[0], rest.env?.PATH ?? DEFAULT_PATH);
+  if (setsid === "posix_spawn") {
+    // It leads its group before posix_spawn returns: setsid() ran before its exec.
+    const target = stdoutPath !== undefined
+      ? { path: stdoutPath }
+      : stdoutFd === undefined
+      ? undefined
+      : { fd: stdoutFd };
+    const child = posixSpawn([program, ...command.slice(1)], rest.env ?? {}, target);
+    return { child, leading: Promise.resolve() };
+  }
   // A path, never a bare name: busybox would run its own applet of that name instead.
   const argv = [...setsid, "--", program, ...command.slice(1)];
   const child = stdoutFd === undefined

@@ -137,11 +137,12 @@ function collect(capture: LogCapture, source: LogSource = capture) {
   return {
     batches,
     reading,
-    async stop() {
+    /** Ends the run; `reuse` closes the capture as a job that opened its spool itself. */
+    async stop(reuse = false) {
       capture.end();
       await reading;
       await collector.close();
-      capture.close();
+      capture.close(reuse);
       return batches.flat();
     },
   };
@@ -507,4 +508,70 @@ Deno.test("a range whose file is gone reads as that many marker lines", () => {
     readLogRange(null, { name: "y", offset: 0, bytes: 1, chars: 1 }, 1),
     /no log folder/,
   );
+});
+
+/** The folder's spool files, by name. */
+function spools(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith(".spool-"))
+    .sort();
+}
+
+Deno.test("a spool its job opened itself is emptied and reused once no process holds it", async (t) => {
+  await withFolder(async (folder, dir) => {
+    await t.step(
+      "a job that wrote and ended: its spool is kept, empty, for the next job",
+      async () => {
+        const capture = folder.open("first");
+        const { child } = spawnLeader(["sh", "-c", "echo one; echo two"], {
+          clearEnv: true,
+          env: { PATH: "/usr/bin:/bin" },
+          stdin: "null",
+          stderr: "piped",
+          stdoutPath: capture.spoolPath,
+        });
+        assert.equal((await child.status).code, 0);
+        for await (const _ of child.stderr) { /* nothing expected */ }
+        const name = capture.spoolName;
+        const events = await collect(capture).stop(true);
+        const lines = asRead(events, dir).flatMap((e) => "lines" in e ? e.lines : []);
+        assert.deepEqual(lines, ["one", "two"]);
+        assert.equal(Deno.statSync(`${dir}/${name}`).size, 0);
+        assert.ok(spools(dir).includes(name));
+        // The next job writes into the same file, and reads none of the first job's lines.
+        const next = folder.open("second");
+        assert.equal(next.spoolName, name);
+        assert.equal(next.size(), 0);
+        next.close();
+        assert.ok(!spools(dir).includes(name));
+      },
+    );
+
+    await t.step("a spool a leftover process still holds is removed, not reused", async () => {
+      const capture = folder.open("held");
+      const { child } = spawnLeader(["sleep", "30"], {
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin" },
+        stdin: "null",
+        stderr: "piped",
+        stdoutPath: capture.spoolPath,
+      });
+      const name = capture.spoolName;
+      try {
+        capture.close(true);
+        assert.ok(!spools(dir).includes(name), "a spool still open elsewhere was kept");
+        assert.notEqual(folder.open("after").spoolName, name);
+      } finally {
+        signalGroup(child.pid, "SIGKILL");
+        await child.status;
+        for await (const _ of child.stderr) { /* drained */ }
+      }
+    });
+
+    await t.step("a spool the job got as a copy of the server's descriptor is never reused", () => {
+      const capture = folder.open("copied");
+      const name = capture.spoolName;
+      capture.close(false);
+      assert.ok(!spools(dir).includes(name));
+    });
+  });
 });

@@ -25,6 +25,8 @@ function ids(pid: number): { pgrp: number; session: number } {
 const WAYS: [string, SetsidProgram, { toFile: boolean }][] = [
   ["the default", setsidProgram(), { toFile: false }],
   ["the default, stdout to a log file", setsidProgram(), { toFile: true }],
+  ["posix_spawn", "posix_spawn", { toFile: false }],
+  ["posix_spawn, stdout to a log file", "posix_spawn", { toFile: true }],
   ["util-linux setsid", ["/usr/bin/setsid"], { toFile: false }],
   ["util-linux setsid, stdout to a log file", ["/usr/bin/setsid"], { toFile: true }],
   ["detached: true (no setsid program)", null, { toFile: false }],
@@ -134,7 +136,7 @@ for (const [way, setsid, { toFile }] of WAYS) {
   });
 }
 
-Deno.test("a static busybox is preferred, and only a static one counts", async () => {
+Deno.test("posix_spawn is preferred; without FFI, a static busybox, and only a static one", async () => {
   const text = await Deno.makeTempFile();
   try {
     await Deno.writeTextFile(text, "#!/bin/sh\n");
@@ -144,9 +146,22 @@ Deno.test("a static busybox is preferred, and only a static one counts", async (
   } finally {
     await Deno.remove(text);
   }
+  // This process has FFI, so it starts jobs with posix_spawn; one without FFI falls back.
+  assert.equal(setsidProgram(), "posix_spawn");
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(
+    script,
+    `import { setsidProgram } from "${new URL("../jobs/spawn.ts", import.meta.url)}";\n` +
+      "console.log(JSON.stringify(setsidProgram()));\n",
+  );
+  const withoutFfi = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--no-lock", "--allow-read", "--allow-run", script],
+    stdout: "piped",
+  }).output().finally(() => Deno.remove(script));
+  const fallback = JSON.parse(new TextDecoder().decode(withoutFfi.stdout));
   if (isStatic("/bin/busybox")) {
-    assert.deepEqual(setsidProgram(), ["/bin/busybox", "setsid"]);
+    assert.deepEqual(fallback, ["/bin/busybox", "setsid"]);
   } else {
-    assert.notEqual(setsidProgram()?.[0], "/bin/busybox");
+    assert.notEqual(fallback?.[0], "/bin/busybox");
   }
 });

