@@ -17,6 +17,7 @@ import {
   type StopSignal,
   waitGroupGone,
 } from "./process.ts";
+import { trackLeader } from "./sweep.ts";
 import type { WorkerPort } from "./worker_port.ts";
 import type { TrainingSpec } from "../models/spec.ts";
 import { removeJobFiles, settleModel, settlesWithin, stderrTail } from "./job_end.ts";
@@ -92,6 +93,7 @@ export function spawnJob(
     return null;
   }
   const { child } = leader;
+  trackLeader(child.pid, child.status);
   if (capture) capture.pause = (stop) => signalGroup(child.pid, stop ? "SIGSTOP" : "SIGCONT");
   const collector = new OutputCollector(
     (events) => port.output(job.job_id, events),

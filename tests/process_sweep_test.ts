@@ -5,8 +5,14 @@
  * moment of an exec, which no real process can be held in: those tests read a fake /proc.
  */
 import assert from "node:assert/strict";
-import { findJobProcesses, killJobProcesses, readStartTicks } from "../jobs/process.ts";
-import { RECHECKS, rememberedTicks } from "../jobs/sweep.ts";
+import {
+  findJobProcesses,
+  killJobProcesses,
+  readStartTicks,
+  signalGroup,
+} from "../jobs/process.ts";
+import { RECHECKS, rememberedTicks, trackLeader } from "../jobs/sweep.ts";
+import { spawnLeader } from "../jobs/spawn.ts";
 import { useProcFs } from "../jobs/procfs.ts";
 
 function spawnWithId(jobId: string): Deno.ChildProcess {
@@ -293,5 +299,37 @@ Deno.test("recovery's scan finds a job's process caught in its exec", async (t) 
     );
   } finally {
     restore();
+  }
+});
+
+Deno.test("a running job's leader is left out of sweeps, and its descendants are not", async () => {
+  const id = `sweep-leader-${crypto.randomUUID()}`;
+  const { child } = spawnLeader(["sh", "-c", "sleep 30 & wait"], {
+    clearEnv: true,
+    env: { PATH: "/usr/bin:/bin", TRAIN_JOB_ID: id },
+    stdin: "null",
+    stderr: "piped",
+  });
+  trackLeader(child.pid, child.status);
+  const stderr = (async () => {
+    for await (const _ of child.stderr) { /* nothing expected */ }
+  })();
+  try {
+    for (let i = 0; findJobProcesses(new Set([id])).size < 2; i++) {
+      assert.ok(i < 500, "the job's sleep never started");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const swept = await killJobProcesses(id, 1000, { since: readStartTicks(child.pid) });
+    const [sleep] = [...findJobProcesses(new Set([id])).keys()].filter((p) => p !== child.pid);
+    assert.equal(sleep, undefined, "the leader's child was left alive");
+    assert.equal(swept.killed.length, 1);
+    assert.notEqual(swept.killed[0], child.pid);
+    assert.equal(swept.gone, true);
+    // The leader was not signalled: its `wait` ended with its child, and it exited by itself.
+    assert.deepEqual(await child.status, { success: true, code: 0, signal: null });
+  } finally {
+    signalGroup(child.pid, "SIGKILL");
+    await child.status;
+    await stderr;
   }
 });
