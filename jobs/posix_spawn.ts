@@ -9,13 +9,14 @@
  * 1,041 a second for node's `spawn` of `busybox setsid -- /bin/true`, whose exec of busybox
  * also cost the child about 0.5 ms.
  *
- * The exit status is waited for with waitpid(pid) and each pipe read with read(2), each a
- * blocking call on the runtime's blocking-thread pool (FFI `nonblocking`). Nothing else in
- * the process waits for any child (tokio waits on its own pids only), so no status is taken
- * from under it.
+ * The exit status comes from a pidfd and the pipes are read in non-blocking mode, all of them
+ * waited for by one `poll` on one thread (fd_poller.ts). Nothing else in the process waits for
+ * any child (tokio waits on its own pids only), so no status is taken from under it.
  */
 import { constants } from "node:os";
 import type { JobChild } from "./spawn.ts";
+import { type Libc, libc as loadLibc } from "./libc.ts";
+import { exitStatus, FdPoller, pipeChunks } from "./fd_poller.ts";
 
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
@@ -26,54 +27,33 @@ const O_WRONLY = 1;
 const O_CREAT = 0o100;
 const O_APPEND = 0o2000;
 const F_SETLEASE = 1024;
+const F_SETSIG = 10;
+const SIGURG = 23;
+const ENOEXEC = 8;
 const F_WRLCK = 1;
 const F_UNLCK = 2;
 /** Larger than glibc's posix_spawnattr_t (336 bytes), file actions (80) and sigset_t (128). */
 const ATTR_BYTES = 1024;
 const ACTIONS_BYTES = 512;
 const SIGSET_BYTES = 256;
-const CHUNK = 16 * 1024;
-/** read(2) or waitpid(2) answering -1 (EINTR) this many times in a row is taken as broken. */
-const RETRIES = 100;
 
-const SYMBOLS = {
-  posix_spawn: {
-    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
-    result: "i32",
-  },
-  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
-  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
-  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
-  posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
-  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
-  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
-  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
-  posix_spawn_file_actions_addopen: {
-    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
-    result: "i32",
-  },
-  sigemptyset: { parameters: ["buffer"], result: "i32" },
-  sigfillset: { parameters: ["buffer"], result: "i32" },
-  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
-  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
-  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
-} as const;
+interface Launcher {
+  libc: Libc;
+  attr: Uint8Array;
+  poller: FdPoller;
+}
 
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-let loaded: { libc: Libc; attr: Uint8Array } | null | undefined;
+let loaded: Launcher | null | undefined;
 
 /**
  * libc and the spawn attributes every job shares, set up once; null when this process has no
  * FFI permission, no glibc, or a glibc without POSIX_SPAWN_SETSID (before 2.26).
  */
-function setUp(): { libc: Libc; attr: Uint8Array } | null {
+function setUp(): Launcher | null {
   if (loaded !== undefined) return loaded;
   try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return loaded = null;
-    const libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    const libc = loadLibc();
+    if (!libc) return loaded = null;
     const attr = new Uint8Array(ATTR_BYTES);
     const empty = new Uint8Array(SIGSET_BYTES);
     const all = new Uint8Array(SIGSET_BYTES);
@@ -88,7 +68,7 @@ function setUp(): { libc: Libc; attr: Uint8Array } | null {
           attr,
           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF,
         ) === 0;
-    return loaded = ok ? { libc, attr } : null;
+    return loaded = ok ? { libc, attr, poller: new FdPoller(libc) } : null;
   } catch {
     return loaded = null;
   }
@@ -115,9 +95,15 @@ export function posixSpawn(
 ): JobChild {
   const lib = setUp();
   if (!lib) throw new Error("posix_spawn is not available here");
-  const { libc, attr } = lib;
+  const { libc, attr, poller } = lib;
   const stderr = pipe(libc);
-  const stdout = target === undefined ? pipe(libc) : null;
+  let stdout: [number, number] | null = null;
+  try {
+    stdout = target === undefined ? pipe(libc) : null;
+  } catch (e) {
+    closeAll(libc, stderr);
+    throw e;
+  }
   const actions = new Uint8Array(ACTIONS_BYTES);
   const pid = new Int32Array(1);
   let error: number;
@@ -140,6 +126,14 @@ export function posixSpawn(
     error = ok
       ? libc.posix_spawn(pid, cString(argv[0]), actions, attr, args.array, environ.array)
       : 12; // ENOMEM
+    // execve() runs a file without `#!` with /bin/sh, as execvp() and the shells do.
+    if (error === ENOEXEC) {
+      const shell = cStrings(["/bin/sh", ...argv]);
+      error = libc.posix_spawn(pid, SHELL, actions, attr, shell.array, environ.array);
+    }
+  } catch (e) {
+    closeAll(libc, [stderr[0], ...(stdout ? [stdout[0]] : [])]);
+    throw e;
   } finally {
     libc.posix_spawn_file_actions_destroy(actions);
     // The child has its own copies; the parent keeps only the reading ends.
@@ -147,15 +141,14 @@ export function posixSpawn(
     if (stdout) libc.close(stdout[1]);
   }
   if (error !== 0) {
-    libc.close(stderr[0]);
-    if (stdout) libc.close(stdout[0]);
+    closeAll(libc, [stderr[0], ...(stdout ? [stdout[0]] : [])]);
     throw spawnError(argv[0], error);
   }
   return {
     pid: pid[0],
-    status: exitStatus(libc, pid[0]),
-    stdout: stdout ? chunks(libc, stdout[0]) : null,
-    stderr: chunks(libc, stderr[0]),
+    status: exitStatus(poller, pid[0], (n) => SIGNAL_NAMES.get(n) ?? null),
+    stdout: stdout ? pipeChunks(poller, stdout[0]) : null,
+    stderr: pipeChunks(poller, stderr[0]),
   };
 }
 
@@ -166,7 +159,11 @@ export function posixSpawn(
  */
 export function onlyOpener(fd: number): boolean {
   const lib = setUp();
-  if (!lib || lib.libc.fcntl(fd, F_SETLEASE, F_WRLCK) !== 0) return false;
+  // Another process opening the file while the lease is held breaks it, and the kernel tells
+  // the holder with a signal: SIGIO by default, which would end this process; SIGURG is
+  // ignored unless handled.
+  if (!lib || lib.libc.fcntl(fd, F_SETSIG, SIGURG) !== 0) return false;
+  if (lib.libc.fcntl(fd, F_SETLEASE, F_WRLCK) !== 0) return false;
   lib.libc.fcntl(fd, F_SETLEASE, F_UNLCK);
   return true;
 }
@@ -196,46 +193,19 @@ const ERRNO_TEXT: Record<number, string> = {
   26: "text file busy (ETXTBSY)",
 };
 
-/** The child's end, from waitpid's status word, as `Deno.CommandStatus`. */
-async function exitStatus(libc: Libc, pid: number): Promise<Deno.CommandStatus> {
-  const word = new Int32Array(1);
-  for (let tries = 0; await libc.waitpid(pid, word, 0) !== pid; tries++) {
-    if (tries >= RETRIES) throw new Error(`waitpid(${pid}) keeps failing`);
-  }
-  const status = word[0];
-  const signal = status & 0x7f;
-  if (signal === 0) {
-    const code = (status >> 8) & 0xff;
-    return { success: code === 0, code, signal: null };
-  }
-  return { success: false, code: 128 + signal, signal: SIGNAL_NAMES.get(signal) ?? null };
+/** Signal names by number; the first of aliases (SIGABRT, not SIGIOT), as `Deno.Command` says. */
+const SIGNAL_NAMES = new Map<number, Deno.Signal>();
+for (const [name, number] of Object.entries(constants.signals)) {
+  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name as Deno.Signal);
 }
 
-const SIGNAL_NAMES = new Map(
-  Object.entries(constants.signals).map(([name, number]) => [number, name as Deno.Signal]),
-);
-
-/** A pipe's bytes until its end (every writer closed it); the pipe is closed after. */
-async function* chunks(libc: Libc, fd: number): AsyncGenerator<Uint8Array> {
-  try {
-    for (let failures = 0;;) {
-      const buffer = new Uint8Array(CHUNK);
-      const n = Number(await libc.read(fd, buffer, BigInt(CHUNK)));
-      if (n === 0) return;
-      if (n > 0) {
-        failures = 0;
-        yield buffer.subarray(0, n);
-      } else if (++failures >= RETRIES) {
-        throw new Error(`reading a job's pipe keeps failing`);
-      }
-    }
-  } finally {
-    libc.close(fd);
-  }
+function closeAll(libc: Libc, fds: number[]): void {
+  for (const fd of fds) libc.close(fd);
 }
 
 const encoder = new TextEncoder();
 const NULL_DEVICE = cString("/dev/null");
+const SHELL = cString("/bin/sh");
 
 function cString(text: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(`${text}\0`);

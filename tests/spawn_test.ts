@@ -4,7 +4,7 @@
  * missing, so the job is recorded spawn_failed rather than run.
  */
 import assert from "node:assert/strict";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { groupAlive, signalGroup } from "../jobs/process.ts";
 import { isStatic, type SetsidProgram, setsidProgram, spawnLeader } from "../jobs/spawn.ts";
 
@@ -121,6 +121,29 @@ for (const [way, setsid, { toFile }] of WAYS) {
       cleanup();
     });
 
+    await t.step("a job killed by SIGABRT reports SIGABRT (not its alias SIGIOT)", async () => {
+      const { child, cleanup } = spawnWay(["sh", "-c", "kill -ABRT $$"], setsid, toFile);
+      const [status] = await Promise.all([child.status, text(child.stderr)]);
+      assert.equal(status.signal, "SIGABRT");
+      assert.equal(status.code, 128 + 6);
+      cleanup();
+    });
+
+    await t.step("a script without `#!` runs under /bin/sh, as execvp() runs it", async () => {
+      const script = await Deno.makeTempFile();
+      await Deno.writeTextFile(script, "echo no shebang >&2\nexit 4\n");
+      await Deno.chmod(script, 0o755);
+      try {
+        const { child, cleanup } = spawnWay([script], setsid, toFile);
+        const [status, err] = await Promise.all([child.status, text(child.stderr)]);
+        assert.equal(err, "no shebang\n");
+        assert.equal(status.code, 4);
+        cleanup();
+      } finally {
+        await Deno.remove(script);
+      }
+    });
+
     await t.step("a program that is not there, or not executable, fails the spawn", async () => {
       const plain = await Deno.makeTempFile();
       const spawn = (command: string[]) => spawnWay(command, setsid, toFile);
@@ -163,5 +186,23 @@ Deno.test("posix_spawn is preferred; without FFI, a static busybox, and only a s
     assert.deepEqual(fallback, ["/bin/busybox", "setsid"]);
   } else {
     assert.notEqual(fallback?.[0], "/bin/busybox");
+  }
+});
+
+Deno.test("jobs waiting to end hold no thread the runtime's file work needs", async () => {
+  // The runtime's blocking-thread pool has 32 threads an isolate: a blocking wait per job
+  // would take them all, and a file read would wait for the jobs to end.
+  const jobs = Array.from({ length: 40 }, () => {
+    const { child } = spawnLeader(["sleep", "5"], { ...OPTIONS, setsid: "posix_spawn" });
+    return { child, stdout: text(child.stdout!), stderr: text(child.stderr) };
+  });
+  try {
+    await Deno.readTextFile("/proc/self/stat");
+    // Read while every job still runs: none was reaped to free a thread for it.
+    const gone = jobs.filter(({ child }) => !existsSync(`/proc/${child.pid}`));
+    assert.deepEqual(gone.map((j) => j.child.pid), []);
+  } finally {
+    for (const { child } of jobs) signalGroup(child.pid, "SIGKILL");
+    await Promise.all(jobs.flatMap((j) => [j.child.status, j.stdout, j.stderr]));
   }
 });

@@ -1,0 +1,53 @@
+/**
+ * The C library's calls the job launcher makes through Deno's FFI (posix_spawn.ts and
+ * fd_poller.ts), loaded once. Only `poll` runs on the runtime's blocking-thread pool
+ * (`nonblocking`); every other call returns at once, pipes being read in non-blocking mode.
+ * That pool has 32 threads per isolate, shared with file and DNS work: a blocking `waitpid` and
+ * `read` per job held two of them for each job's whole run, and 16 jobs took all 32.
+ */
+const SYMBOLS = {
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  posix_spawn_file_actions_addopen: {
+    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
+    result: "i32",
+  },
+  sigemptyset: { parameters: ["buffer"], result: "i32" },
+  sigfillset: { parameters: ["buffer"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  pidfd_open: { parameters: ["i32", "u32"], result: "i32" },
+  waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+} as const;
+
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let loaded: Libc | null | undefined;
+
+/**
+ * glibc's calls; null when this process may not use FFI or has no glibc 2.36 (pidfd_open)
+ * or later: jobs then start another way (spawn.ts).
+ */
+export function libc(): Libc | null {
+  if (loaded !== undefined) return loaded;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return loaded = null;
+    return loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  } catch {
+    return loaded = null;
+  }
+}
