@@ -111,7 +111,7 @@ export async function* pipeChunks(poller: FdPoller, fd: number): AsyncGenerator<
     let buffer: Uint8Array | null = null;
     for (let idle = 0;;) {
       buffer ??= new Uint8Array(CHUNK);
-      const n = Number(poller.libc.read(fd, buffer, BigInt(CHUNK)));
+      const n = Number(await poller.libc.read_async(fd, buffer, BigInt(CHUNK)));
       if (n === 0) return;
       if (n > 0) {
         idle = 0;
@@ -142,7 +142,8 @@ export async function exitStatus(
 ): Promise<Deno.CommandStatus> {
   const { libc } = poller;
   const pidfd = libc.pidfd_open(pid, 0);
-  if (pidfd < 0) return { success: false, code: 255, signal: null };
+  // No descriptor to spare (EMFILE): wait on a pool thread of its own instead.
+  if (pidfd < 0) return await blockingWait(libc, pid, signalName);
   // siginfo_t: si_signo, si_errno, si_code, a pad, si_pid, si_uid, si_status (ints).
   const info = new Int32Array(32);
   try {
@@ -159,4 +160,21 @@ export async function exitStatus(
   } finally {
     poller.close(pidfd);
   }
+}
+
+/** waitpid(pid) on a thread of the pool, for when no pidfd can be had. */
+async function blockingWait(
+  libc: Libc,
+  pid: number,
+  signalName: (n: number) => Deno.Signal | null,
+): Promise<Deno.CommandStatus> {
+  const word = new Int32Array(1);
+  for (let tries = 0; tries <= RETRIES; tries++) {
+    if (await libc.waitpid(pid, word, 0) !== pid) continue;
+    const signal = word[0] & 0x7f;
+    const code = (word[0] >> 8) & 0xff;
+    if (signal === 0) return { success: code === 0, code, signal: null };
+    return { success: false, code: 128 + signal, signal: signalName(signal) };
+  }
+  return { success: false, code: 255, signal: null };
 }

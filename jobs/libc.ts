@@ -1,7 +1,8 @@
 /**
  * The C library's calls the job launcher makes through Deno's FFI (posix_spawn.ts and
- * fd_poller.ts), loaded once. Only `poll` runs on the runtime's blocking-thread pool
- * (`nonblocking`); every other call returns at once, pipes being read in non-blocking mode.
+ * fd_poller.ts), loaded once. Only `poll` waits on the runtime's blocking-thread pool
+ * (`nonblocking`); `read_async` passes through it without waiting (pipes are read in
+ * non-blocking mode), and every other call returns at once.
  * That pool has 32 threads per isolate, shared with file and DNS work: a blocking `waitpid` and
  * `read` per job held two of them for each job's whole run, and 16 jobs took all 32.
  */
@@ -27,11 +28,24 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /**
+   * read(2) through the pool: on a non-blocking pipe it returns at once, and its answer comes
+   * back as a task of its own, so a pipe that always has data cannot keep the thread's timers
+   * and messages waiting (a synchronous read loop runs as one chain of microtasks).
+   */
+  read_async: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   pidfd_open: { parameters: ["i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  /** Only when a pidfd cannot be had (fd_poller.ts). */
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
 } as const;
 
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];

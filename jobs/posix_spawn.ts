@@ -54,6 +54,10 @@ function setUp(): Launcher | null {
   try {
     const libc = loadLibc();
     if (!libc) return loaded = null;
+    // The exit status is read through a pidfd (Linux 5.3+; seccomp may refuse it).
+    const probe = libc.pidfd_open(Deno.pid, 0);
+    if (probe < 0) return loaded = null;
+    libc.close(probe);
     const attr = new Uint8Array(ATTR_BYTES);
     const empty = new Uint8Array(SIGSET_BYTES);
     const all = new Uint8Array(SIGSET_BYTES);
@@ -126,8 +130,9 @@ export function posixSpawn(
     error = ok
       ? libc.posix_spawn(pid, cString(argv[0]), actions, attr, args.array, environ.array)
       : 12; // ENOMEM
-    // execve() runs a file without `#!` with /bin/sh, as execvp() and the shells do.
-    if (error === ENOEXEC) {
+    // A file without `#!` runs under /bin/sh, as execvp() and the shells run it; a binary it
+    // cannot run (another architecture, a damaged ELF) is not read as a script.
+    if (error === ENOEXEC && looksLikeText(argv[0])) {
       const shell = cStrings(["/bin/sh", ...argv]);
       error = libc.posix_spawn(pid, SHELL, actions, attr, shell.array, environ.array);
     }
@@ -197,6 +202,23 @@ const ERRNO_TEXT: Record<number, string> = {
 const SIGNAL_NAMES = new Map<number, Deno.Signal>();
 for (const [name, number] of Object.entries(constants.signals)) {
   if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name as Deno.Signal);
+}
+
+/** No ELF magic and no NUL in the first line: what bash checks before running it as a script. */
+function looksLikeText(path: string): boolean {
+  try {
+    using file = Deno.openSync(path);
+    const head = new Uint8Array(256);
+    const n = file.readSync(head) ?? 0;
+    const line = head.subarray(0, n);
+    const end = line.indexOf(0x0a);
+    const first = end < 0 ? line : line.subarray(0, end);
+    const elf = n >= 4 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c &&
+      head[3] === 0x46;
+    return !elf && !first.includes(0);
+  } catch {
+    return false;
+  }
 }
 
 function closeAll(libc: Libc, fds: number[]): void {

@@ -108,6 +108,7 @@ export async function checkLiveServer(
   graceMs = 4000,
 ): Promise<{ running: number; processes: number }> {
   const deadline = Date.now() + graceMs;
+  const earlier = new Map<string, number>();
   for (;;) {
     const problems: string[] = [];
     const database = await openDatabase(`file:${dbPath}`);
@@ -134,8 +135,14 @@ export async function checkLiveServer(
       const st = procStat(p.pid);
       const live = st !== null && st.state !== "Z" &&
         (p.start_ticks === null || st.startTicks === p.start_ticks);
-      if (!live) problems.push(`job ${j.job_id} is ${j.status} but its process ${p.pid} is gone`);
-      else if (p.worker_id !== worker) {
+      if (!live) {
+        const why = st === null
+          ? "no such pid"
+          : st.state === "Z"
+          ? "a zombie, not reaped"
+          : `pid reused (start ticks ${st.startTicks}, recorded ${p.start_ticks})`;
+        problems.push(`job ${j.job_id} is ${j.status} but its process ${p.pid} is gone: ${why}`);
+      } else if (p.worker_id !== worker) {
         problems.push(`job ${j.job_id} still belongs to the dead worker ${p.worker_id}`);
       }
     }
@@ -149,7 +156,15 @@ export async function checkLiveServer(
       }
     }
     if (problems.length === 0) return { running: runningCount, processes: procs.size };
-    if (Date.now() > deadline) throw new Error(`after the restart:\n  ${problems.join("\n  ")}`);
+    for (const p of problems) earlier.set(p, (earlier.get(p) ?? 0) + 1);
+    if (Date.now() > deadline) {
+      // Each look may find another job between its exit and its end's commit: every problem
+      // seen in the window is listed, with how many looks saw it.
+      const all = [...earlier].map(([p, n]) => `${p} (seen ${n} times)`);
+      throw new Error(
+        `after the restart:\n  ${problems.join("\n  ")}\n  in all:\n  ${all.join("\n  ")}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
 }

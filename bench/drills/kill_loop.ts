@@ -77,7 +77,12 @@ export async function killLoop(opts: KillLoopOptions): Promise<KillLoopFigures> 
     jobIds = await checkStoppedDatabase(dbPath, w);
     server = await startServer({ dir: opts.dir, dbPath, env });
     await new Promise((r) => setTimeout(r, 300)); // let the supervisor start waiting jobs
-    const live = await checkLiveServer(dbPath, server.pid, jobIds);
+    const live = await checkLiveServer(dbPath, server.pid, jobIds).catch(async (e) => {
+      // What the server said is the first thing to read when a restart goes wrong.
+      const file = `${opts.dir}/../kill-loop-server-${k}.log`;
+      await Deno.writeTextFile(file, server.output.join(""));
+      throw new Error(`${(e as Error).message}\n  the server's output: ${file}`);
+    });
     stats.maxRunning = Math.max(stats.maxRunning, live.running);
     log(
       `kill ${k}: ${w.accepted.size} jobs accepted, ${w.seen.size} events seen, ` +
