@@ -5,6 +5,7 @@
  * and the exit status are then taken with calls that return at once. So however many jobs run,
  * the launcher holds one of the pool's threads (see libc.ts), and none while nothing runs.
  */
+import { constants } from "node:os";
 import type { Libc } from "./libc.ts";
 
 const POLLIN = 0x1;
@@ -132,49 +133,51 @@ export async function* pipeChunks(poller: FdPoller, fd: number): AsyncGenerator<
 /**
  * The end of `pid` (a child of this process not yet reaped), as `Deno.CommandStatus`, taken
  * through a pidfd: it becomes readable when the child exits, and waitid() then reaps it.
- * `signalName` names a signal number. A status that cannot be read (another waiter of this
- * process reaped the child) is reported as exit code 255.
+ * A status that cannot be read (another waiter of this process reaped the child) is reported
+ * as exit code 255.
  */
-export async function exitStatus(
-  poller: FdPoller,
-  pid: number,
-  signalName: (n: number) => Deno.Signal | null,
-): Promise<Deno.CommandStatus> {
+export async function exitStatus(poller: FdPoller, pid: number): Promise<Deno.CommandStatus> {
   const { libc } = poller;
   const pidfd = libc.pidfd_open(pid, 0);
   // No descriptor to spare (EMFILE): wait on a pool thread of its own instead.
-  if (pidfd < 0) return await blockingWait(libc, pid, signalName);
+  if (pidfd < 0) return await blockingWait(libc, pid);
   // siginfo_t: si_signo, si_errno, si_code, a pad, si_pid, si_uid, si_status (ints).
   const info = new Int32Array(32);
   try {
     for (let tries = 0; tries <= RETRIES; tries++) {
       info.fill(0);
       if (libc.waitid(P_PIDFD, pidfd, info, WEXITED | WNOHANG) === 0 && info[4] !== 0) {
-        const [code, status] = [info[2], info[6]];
-        if (code === CLD_EXITED) return { success: status === 0, code: status, signal: null };
-        return { success: false, code: 128 + status, signal: signalName(status) };
+        return info[2] === CLD_EXITED ? exited(info[6]) : killed(info[6]);
       }
       await poller.readable(pidfd);
     }
-    return { success: false, code: 255, signal: null };
+    return exited(255);
   } finally {
     poller.close(pidfd);
   }
 }
 
 /** waitpid(pid) on a thread of the pool, for when no pidfd can be had. */
-async function blockingWait(
-  libc: Libc,
-  pid: number,
-  signalName: (n: number) => Deno.Signal | null,
-): Promise<Deno.CommandStatus> {
+async function blockingWait(libc: Libc, pid: number): Promise<Deno.CommandStatus> {
   const word = new Int32Array(1);
   for (let tries = 0; tries <= RETRIES; tries++) {
     if (await libc.waitpid(pid, word, 0) !== pid) continue;
     const signal = word[0] & 0x7f;
-    const code = (word[0] >> 8) & 0xff;
-    if (signal === 0) return { success: code === 0, code, signal: null };
-    return { success: false, code: 128 + signal, signal: signalName(signal) };
+    return signal === 0 ? exited((word[0] >> 8) & 0xff) : killed(signal);
   }
-  return { success: false, code: 255, signal: null };
+  return exited(255);
+}
+
+function exited(code: number): Deno.CommandStatus {
+  return { success: code === 0, code, signal: null };
+}
+
+function killed(signal: number): Deno.CommandStatus {
+  return { success: false, code: 128 + signal, signal: SIGNAL_NAMES.get(signal) ?? null };
+}
+
+/** Signal names by number; the first of aliases (SIGABRT, not SIGIOT), as `Deno.Command` says. */
+const SIGNAL_NAMES = new Map<number, Deno.Signal>();
+for (const [name, number] of Object.entries(constants.signals)) {
+  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name as Deno.Signal);
 }

@@ -21,7 +21,7 @@ import { trackLeader } from "./sweep.ts";
 import type { WorkerPort } from "./worker_port.ts";
 import type { TrainingSpec } from "../models/spec.ts";
 import { removeJobFiles, settleModel, settlesWithin, stderrTail } from "./job_end.ts";
-import { type JobChild, type Leader, setsidProgram, spawnLeader } from "./spawn.ts";
+import { type JobChild, type Leader, spawnLeader } from "./spawn.ts";
 import type { LogCapture } from "./log_capture.ts";
 import { jobEnv, type Prepared } from "./launch_plan.ts";
 import type { SupervisorOptions } from "./supervisor.ts";
@@ -82,7 +82,7 @@ export function spawnJob(
       clearEnv: true,
       stdin: "null",
       stdoutFd: capture?.fd,
-      stdoutPath: ownSpool() ? capture?.spoolPath : undefined,
+      stdoutPath: capture?.spoolPath,
       stderr: "piped",
     });
   } catch (e) {
@@ -196,7 +196,7 @@ export async function superviseJob(
   await collector.close();
   // A spool the job opened itself is emptied and kept for the next job, unless a process
   // still has it open (see LogCapture.close).
-  r.capture?.close(ownSpool());
+  r.capture?.close(r.leader.ownStdout);
   // Its end follows its start in the log, and a cancel that came with the start applies:
   // it stopped (or found gone) the group, and the end says it was stopped.
   await r.recorded;
@@ -251,7 +251,3 @@ function outputFailed(ctx: RunContext, jobId: string, why: string): void {
 }
 
 const PIPE_DRAIN_MS = 2000;
-/** Jobs open their spool by name (posix_spawn), so that a spool can be reused safely. */
-function ownSpool(): boolean {
-  return setsidProgram() === "posix_spawn";
-}

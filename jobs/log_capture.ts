@@ -20,7 +20,7 @@ import {
   writeSync,
 } from "node:fs";
 import { logFileName } from "../db/log_files.ts";
-import { onlyOpener } from "./posix_spawn.ts";
+import { libc } from "./libc.ts";
 
 /** What the collector reads a job's stdout through, and keeps its lines with. */
 export interface LogSource {
@@ -282,6 +282,28 @@ export class LogCapture implements LogSource {
     recycle(this.spoolName);
     return true;
   }
+}
+
+const F_SETLEASE = 1024;
+const F_SETSIG = 10;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
+const SIGURG = 23;
+
+/**
+ * True when `fd`'s file is open in no other file description, in this process or any other:
+ * the kernel grants a write lease only then (fcntl F_SETLEASE), and it is let go at once.
+ * False when that cannot be told (no FFI here, leases disabled, another filesystem's rules).
+ */
+function onlyOpener(fd: number): boolean {
+  const c = libc();
+  // Another process opening the file while the lease is held breaks it, and the kernel tells
+  // the holder with a signal: SIGIO by default, which would end this process; SIGURG is
+  // ignored unless handled.
+  if (!c || c.fcntl(fd, F_SETSIG, SIGURG) !== 0) return false;
+  if (c.fcntl(fd, F_SETLEASE, F_WRLCK) !== 0) return false;
+  c.fcntl(fd, F_SETLEASE, F_UNLCK);
+  return true;
 }
 
 function syncDir(dir: string): void {

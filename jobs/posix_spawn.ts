@@ -13,7 +13,6 @@
  * waited for by one `poll` on one thread (fd_poller.ts). Nothing else in the process waits for
  * any child (tokio waits on its own pids only), so no status is taken from under it.
  */
-import { constants } from "node:os";
 import type { JobChild } from "./spawn.ts";
 import { type Libc, libc as loadLibc } from "./libc.ts";
 import { exitStatus, FdPoller, pipeChunks } from "./fd_poller.ts";
@@ -26,12 +25,7 @@ const O_RDONLY = 0;
 const O_WRONLY = 1;
 const O_CREAT = 0o100;
 const O_APPEND = 0o2000;
-const F_SETLEASE = 1024;
-const F_SETSIG = 10;
-const SIGURG = 23;
 const ENOEXEC = 8;
-const F_WRLCK = 1;
-const F_UNLCK = 2;
 /** Larger than glibc's posix_spawnattr_t (336 bytes), file actions (80) and sigset_t (128). */
 const ATTR_BYTES = 1024;
 const ACTIONS_BYTES = 512;
@@ -89,7 +83,7 @@ export type StdoutTarget = { fd: number } | { path: string } | undefined;
 /**
  * Spawns `argv` (argv[0] a path) in a new session, with stdin on /dev/null, stdout as
  * `stdout` says, stderr on a pipe, and exactly `env`. A `path` is opened by the child for
- * appending, as a file description of its own (see `onlyOpener`). Throws as `Deno.Command`
+ * appending, as a file description of its own (see LogCapture.close). Throws as `Deno.Command`
  * does when the program cannot be run.
  */
 export function posixSpawn(
@@ -108,6 +102,7 @@ export function posixSpawn(
     closeAll(libc, stderr);
     throw e;
   }
+  const readEnds = stdout ? [stderr[0], stdout[0]] : [stderr[0]];
   const actions = new Uint8Array(ACTIONS_BYTES);
   const pid = new Int32Array(1);
   let error: number;
@@ -137,7 +132,7 @@ export function posixSpawn(
       error = libc.posix_spawn(pid, SHELL, actions, attr, shell.array, environ.array);
     }
   } catch (e) {
-    closeAll(libc, [stderr[0], ...(stdout ? [stdout[0]] : [])]);
+    closeAll(libc, readEnds);
     throw e;
   } finally {
     libc.posix_spawn_file_actions_destroy(actions);
@@ -146,31 +141,15 @@ export function posixSpawn(
     if (stdout) libc.close(stdout[1]);
   }
   if (error !== 0) {
-    closeAll(libc, [stderr[0], ...(stdout ? [stdout[0]] : [])]);
+    closeAll(libc, readEnds);
     throw spawnError(argv[0], error);
   }
   return {
     pid: pid[0],
-    status: exitStatus(poller, pid[0], (n) => SIGNAL_NAMES.get(n) ?? null),
+    status: exitStatus(poller, pid[0]),
     stdout: stdout ? pipeChunks(poller, stdout[0]) : null,
     stderr: pipeChunks(poller, stderr[0]),
   };
-}
-
-/**
- * True when `fd`'s file is open in no other file description, in this process or any other:
- * the kernel grants a write lease only then (fcntl F_SETLEASE), and it is let go at once.
- * False when that cannot be told (no FFI here, leases disabled, another filesystem's rules).
- */
-export function onlyOpener(fd: number): boolean {
-  const lib = setUp();
-  // Another process opening the file while the lease is held breaks it, and the kernel tells
-  // the holder with a signal: SIGIO by default, which would end this process; SIGURG is
-  // ignored unless handled.
-  if (!lib || lib.libc.fcntl(fd, F_SETSIG, SIGURG) !== 0) return false;
-  if (lib.libc.fcntl(fd, F_SETLEASE, F_WRLCK) !== 0) return false;
-  lib.libc.fcntl(fd, F_SETLEASE, F_UNLCK);
-  return true;
 }
 
 function pipe(libc: Libc): [number, number] {
@@ -197,12 +176,6 @@ const ERRNO_TEXT: Record<number, string> = {
   13: "permission denied (EACCES)",
   26: "text file busy (ETXTBSY)",
 };
-
-/** Signal names by number; the first of aliases (SIGABRT, not SIGIOT), as `Deno.Command` says. */
-const SIGNAL_NAMES = new Map<number, Deno.Signal>();
-for (const [name, number] of Object.entries(constants.signals)) {
-  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name as Deno.Signal);
-}
 
 /** No ELF magic and no NUL in the first line: what bash checks before running it as a script. */
 function looksLikeText(path: string): boolean {

@@ -59,6 +59,8 @@ export function setsidProgram(): SetsidProgram {
 export interface Leader {
   child: JobChild;
   readonly leading: Promise<void>;
+  /** The job opened `stdoutPath` itself, in a file description of its own. */
+  readonly ownStdout: boolean;
 }
 
 /** A spawned job's process: `stdout` is null when it writes to a file. */
@@ -78,8 +80,8 @@ export type SpawnOptions = Omit<Deno.CommandOptions, "args" | "detached" | "cwd"
    */
   stdoutFd?: number;
   /**
-   * With posix_spawn, the file the job opens for its stdout instead of copying `stdoutFd`:
-   * then the file is open in a description of the job's own (see LogCapture.close).
+   * The same file by name: with posix_spawn the job opens it itself instead of getting a copy
+   * of `stdoutFd`, and `Leader.ownStdout` says so (see LogCapture.close).
    */
   stdoutPath?: string;
 };
@@ -101,7 +103,7 @@ export function spawnLeader(command: string[], options: SpawnOptions): Leader {
       detached: true,
     })
       .spawn();
-    return { child, leading: Promise.resolve() };
+    return { child, leading: Promise.resolve(), ownStdout: false };
   }
   // Found here, so that a missing program fails the spawn (spawn_failed), not the job.
   const program = resolveProgram(command[0], rest.env?.PATH ?? DEFAULT_PATH);
@@ -113,7 +115,7 @@ export function spawnLeader(command: string[], options: SpawnOptions): Leader {
       ? undefined
       : { fd: stdoutFd };
     const child = posixSpawn([program, ...command.slice(1)], rest.env ?? {}, target);
-    return { child, leading: Promise.resolve() };
+    return { child, leading: Promise.resolve(), ownStdout: stdoutPath !== undefined };
   }
   // A path, never a bare name: busybox would run its own applet of that name instead.
   const argv = [...setsid, "--", program, ...command.slice(1)];
@@ -126,6 +128,7 @@ export function spawnLeader(command: string[], options: SpawnOptions): Leader {
     get leading() {
       return leading ??= becomesLeader(child.pid);
     },
+    ownStdout: false,
   };
 }
 
