@@ -52,7 +52,9 @@ export function setNice(pid: number, nice: number, log: (message: string) => voi
   try {
     setPriority(pid, nice);
   } catch (e) {
-    if ((e as { code?: string }).code !== "ESRCH") {
+    // node's setPriority throws ERR_SYSTEM_ERROR, with the errno's name under `info`.
+    const error = e as { code?: string; info?: { code?: string } };
+    if ((error.info?.code ?? error.code) !== "ESRCH") {
       log(`could not set the niceness of ${pid}: ${e}`);
     }
   }

@@ -7,7 +7,7 @@ import { getPriority } from "node:os";
 import { openTestStore, pollUntil, testJobDeps } from "./helpers/app.ts";
 import { http, Server, waitTerminal, within, Workspace } from "./helpers/server.ts";
 import { startSupervisor, submitJobs } from "./helpers/supervised.ts";
-import { AUTOGROUPS } from "../jobs/process.ts";
+import { AUTOGROUPS, setNice } from "../jobs/process.ts";
 
 /**
  * The job writes its own niceness and its child's (field 19 of /proc/<pid>/stat), after a
@@ -105,4 +105,13 @@ Deno.test("the server: its supervisor thread runs half-way to JOB_NICE, the API 
     await server?.kill("SIGTERM");
     await ws.dispose();
   }
+});
+
+Deno.test("a job already gone when its niceness is set is not an error to log", async () => {
+  // A job can end before setNice runs (posix_spawn returns once it has exec'd): ESRCH.
+  const child = new Deno.Command("true", { stdout: "null", stderr: "null" }).spawn();
+  await child.status;
+  const logged: string[] = [];
+  setNice(child.pid, 10, (m) => logged.push(m));
+  assert.deepEqual(logged, []);
 });
