@@ -65,19 +65,27 @@ export interface Running {
   finish: () => void;
 }
 
-/** Spawns one job and sends its start without waiting; null when it could not spawn. */
-export function spawnJob(
-  ctx: RunContext,
-  { job, type, command, spec }: Prepared,
-): Running | null {
+/** A job's process, spawned, whose start is not sent yet. */
+export interface Spawned {
+  prepared: Prepared;
+  leader: Leader;
+  capture: LogCapture | null;
+  launchedAt: number;
+  /** Its process has ended already (only tracked where its autogroup's niceness is set). */
+  ended: () => boolean;
+}
+
+/** Spawns one job's process; null when it could not spawn (recorded as failed). */
+export async function spawnProcess(ctx: RunContext, prepared: Prepared): Promise<Spawned | null> {
   const { port, opts } = ctx;
+  const { job, type, command, spec } = prepared;
   let leader: Leader;
   let capture: LogCapture | null = null;
   // Taken before the spawn: every file the job writes is newer (see removeArtifacts).
   const launchedAt = Date.now();
   try {
     capture = ctx.capture(job.job_id);
-    leader = spawnLeader(command, {
+    leader = await spawnLeader(command, {
       env: jobEnv(job, type.env, spec, opts),
       clearEnv: true,
       stdin: "null",
@@ -94,6 +102,18 @@ export function spawnJob(
   }
   const { child } = leader;
   trackLeader(child.pid, child.status);
+  const nice = opts.nice ?? 0;
+  if (nice) setNice(child.pid, nice, (m) => opts.log?.(m));
+  let ended = false;
+  if (nice && AUTOGROUPS) child.status.then(() => ended = true, () => {});
+  return { prepared, leader, capture, launchedAt, ended: () => ended };
+}
+
+/** Sends a spawned job's start without waiting, and starts reading its output. */
+export function startJob(ctx: RunContext, spawned: Spawned): Running {
+  const { port, opts } = ctx;
+  const { prepared: { job, command, spec }, leader, capture, launchedAt } = spawned;
+  const { child } = leader;
   if (capture) capture.pause = (stop) => signalGroup(child.pid, stop ? "SIGSTOP" : "SIGCONT");
   const collector = new OutputCollector(
     (events) => port.output(job.job_id, events),
@@ -101,10 +121,7 @@ export function spawnJob(
   );
   const nice = opts.nice ?? 0;
   const log = (m: string) => opts.log?.(m);
-  if (nice) setNice(child.pid, nice, log);
-  let ended = false;
-  if (nice && AUTOGROUPS) child.status.then(() => ended = true, () => {});
-  const startTicks = readStartTicks(child.pid);
+  const startTicks = child.startTicks !== undefined ? child.startTicks : readStartTicks(child.pid);
   const recorded = port.started(job.job_id, {
     pid: child.pid,
     pgid: child.pid,
@@ -122,7 +139,7 @@ export function spawnJob(
     // Its own autogroup exists once its setsid() ran (see AUTOGROUPS), which it usually has
     // by the time its start is recorded; a job that ended at once needs nothing. Polling each
     // job from its spawn instead cost the supervisor thread 0.15 ms a job (no-op jobs).
-    else if (nice && AUTOGROUPS && !ended) {
+    else if (nice && AUTOGROUPS && !spawned.ended()) {
       void leader.leading.then(() => setAutogroupNice(child.pid, nice, log));
     }
   });

@@ -7,9 +7,14 @@
  * `read` per job held two of them for each job's whole run, and 16 jobs took all 32.
  */
 const SYMBOLS = {
+  /**
+   * On the pool: the calling thread waits in the vfork-style clone until the child has exec'd,
+   * which was a quarter of the supervisor thread's time with 16 no-op jobs at a time.
+   */
   posix_spawn: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
+    nonblocking: true,
   },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
@@ -44,6 +49,12 @@ const SYMBOLS = {
   pidfd_open: { parameters: ["i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "i32", "buffer", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  /** A job's niceness (process.ts): node's setPriority throws, at ~20 µs, for a job gone. */
+  setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  /** A child's start time without reading /proc (posix_spawn.ts). */
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  sysconf: { parameters: ["i32"], result: "i64" },
   /** Only when a pidfd cannot be had (fd_poller.ts). */
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32", nonblocking: true },
 } as const;
@@ -51,6 +62,12 @@ const SYMBOLS = {
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 let loaded: Libc | null | undefined;
+
+/** The calling thread's errno, read right after a call of this table failed. */
+export function errno(c: Libc): number {
+  const where = c.__errno_location();
+  return where === null ? 0 : new Deno.UnsafePointerView(where).getInt32();
+}
 
 /**
  * glibc's calls; null when this process may not use FFI or has no glibc 2.36 (pidfd_open)

@@ -16,6 +16,7 @@
 import type { JobChild } from "./spawn.ts";
 import { type Libc, libc as loadLibc } from "./libc.ts";
 import { exitStatus, FdPoller, pipeChunks } from "./fd_poller.ts";
+import { proc } from "./procfs.ts";
 
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
@@ -26,6 +27,8 @@ const O_WRONLY = 1;
 const O_CREAT = 0o100;
 const O_APPEND = 0o2000;
 const ENOEXEC = 8;
+const CLOCK_BOOTTIME = 7;
+const SC_CLK_TCK = 2;
 /** Larger than glibc's posix_spawnattr_t (336 bytes), file actions (80) and sigset_t (128). */
 const ATTR_BYTES = 1024;
 const ACTIONS_BYTES = 512;
@@ -35,6 +38,8 @@ interface Launcher {
   libc: Libc;
   attr: Uint8Array;
   poller: FdPoller;
+  /** Nanoseconds in a clock tick of /proc's start times; null: read them from /proc. */
+  tickNs: number | null;
 }
 
 let loaded: Launcher | null | undefined;
@@ -66,7 +71,9 @@ function setUp(): Launcher | null {
           attr,
           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF,
         ) === 0;
-    return loaded = ok ? { libc, attr, poller: new FdPoller(libc) } : null;
+    const hz = Number(libc.sysconf(SC_CLK_TCK));
+    const tickNs = hz > 0 && 1e9 % hz === 0 ? 1e9 / hz : null;
+    return loaded = ok ? { libc, attr, poller: new FdPoller(libc), tickNs } : null;
   } catch {
     return loaded = null;
   }
@@ -86,14 +93,17 @@ export type StdoutTarget = { fd: number } | { path: string } | undefined;
  * appending, as a file description of its own (see LogCapture.close). Throws as `Deno.Command`
  * does when the program cannot be run.
  */
-export function posixSpawn(
+export async function posixSpawn(
   argv: string[],
   env: Record<string, string>,
   target?: StdoutTarget,
-): JobChild {
+): Promise<JobChild> {
   const lib = setUp();
   if (!lib) throw new Error("posix_spawn is not available here");
   const { libc, attr, poller } = lib;
+  const clock = new BigInt64Array(2);
+  let before: number | null = null;
+  let after: number | null = null;
   const stderr = pipe(libc);
   let stdout: [number, number] | null = null;
   try {
@@ -120,16 +130,33 @@ export function posixSpawn(
       : libc.posix_spawn_file_actions_adddup2(actions, stdout?.[1] ?? target!.fd, 1);
     const err = libc.posix_spawn_file_actions_adddup2(actions, stderr[1], 2);
     const ok = stdin === 0 && out === 0 && err === 0;
-    const args = cStrings(argv);
     const environ = cStrings(Object.entries(env).map(([k, v]) => `${k}=${v}`));
-    error = ok
-      ? libc.posix_spawn(pid, cString(argv[0]), actions, attr, args.array, environ.array)
-      : 12; // ENOMEM
+    const spawn = async (program: Uint8Array<ArrayBuffer>, args: string[]) => {
+      const strings = cStrings(args);
+      // Reachable until the call on the pool thread has returned.
+      const held = [program, strings, environ, actions, pid];
+      inFlight.add(held);
+      try {
+        before = bootTick(lib, clock);
+        const error = await libc.posix_spawn(
+          pid,
+          program,
+          actions,
+          attr,
+          strings.array,
+          environ.array,
+        );
+        after = bootTick(lib, clock);
+        return error;
+      } finally {
+        inFlight.delete(held);
+      }
+    };
+    error = ok ? await spawn(cString(argv[0]), argv) : 12; // ENOMEM
     // A file without `#!` runs under /bin/sh, as execvp() and the shells run it; a binary it
     // cannot run (another architecture, a damaged ELF) is not read as a script.
     if (error === ENOEXEC && looksLikeText(argv[0])) {
-      const shell = cStrings(["/bin/sh", ...argv]);
-      error = libc.posix_spawn(pid, SHELL, actions, attr, shell.array, environ.array);
+      error = await spawn(SHELL, ["/bin/sh", ...argv]);
     }
   } catch (e) {
     closeAll(libc, readEnds);
@@ -144,13 +171,33 @@ export function posixSpawn(
     closeAll(libc, readEnds);
     throw spawnError(argv[0], error);
   }
+  // Taken before exitStatus() first looks: a job that ends at once is reaped there, and its
+  // /proc entry is gone (a tenth of no-op jobs had no start time, and each of their sweeps
+  // then read every process on the machine). The clock brackets the clone, where the kernel
+  // takes the start time; only a bracket across a tick's edge needs /proc.
+  const startTicks = before !== null && before === after
+    ? before
+    : proc.stat(pid[0])?.ticks ?? null;
   return {
     pid: pid[0],
+    startTicks,
     status: exitStatus(poller, pid[0]),
     stdout: stdout ? pipeChunks(poller, stdout[0]) : null,
     stderr: pipeChunks(poller, stderr[0]),
   };
 }
+
+/**
+ * The boot clock's tick now, counted as /proc counts a process's start (`starttime`: the
+ * kernel's boot-clock nanoseconds at its clone, divided down to clock ticks); null when unknown.
+ */
+function bootTick({ libc, tickNs }: Launcher, clock: BigInt64Array): number | null {
+  if (tickNs === null || libc.clock_gettime(CLOCK_BOOTTIME, clock) !== 0) return null;
+  return Number(clock[0]) * (1e9 / tickNs) + Math.floor(Number(clock[1]) / tickNs);
+}
+
+/** What a posix_spawn call on the pool reads, kept from the garbage collector meanwhile. */
+const inFlight = new Set<unknown[]>();
 
 function pipe(libc: Libc): [number, number] {
   const fds = new Int32Array(2);

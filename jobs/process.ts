@@ -6,6 +6,10 @@ import { getPriority, setPriority } from "node:os";
 import process from "node:process";
 
 import { emptyEnviron, live, proc } from "./procfs.ts";
+import { errno, libc } from "./libc.ts";
+
+const PRIO_PROCESS = 0;
+const ESRCH = 3;
 
 export { killJobProcesses } from "./sweep.ts";
 
@@ -49,6 +53,13 @@ function liveMembers(pgid: number): number {
  * is already gone needs none.
  */
 export function setNice(pid: number, nice: number, log: (message: string) => void): void {
+  const c = libc();
+  if (c) {
+    if (c.setpriority(PRIO_PROCESS, pid, nice) === 0) return;
+    const code = errno(c);
+    if (code !== ESRCH) log(`could not set the niceness of ${pid}: errno ${code}`);
+    return;
+  }
   try {
     setPriority(pid, nice);
   } catch (e) {

@@ -66,6 +66,8 @@ export interface Leader {
 /** A spawned job's process: `stdout` is null when it writes to a file. */
 export interface JobChild {
   readonly pid: number;
+  /** Its kernel start time (clock ticks since boot), when the launcher took it; null: unknown. */
+  readonly startTicks?: number | null;
   readonly status: Promise<Deno.CommandStatus>;
   readonly stdout: AsyncIterable<Uint8Array> | null;
   readonly stderr: AsyncIterable<Uint8Array>;
@@ -90,7 +92,7 @@ export type SpawnOptions = Omit<Deno.CommandOptions, "args" | "detached" | "cwd"
  * Spawns `command` in a new session whose process group is led by the child (pgid = pid).
  * Throws as `Deno.Command` does when the program cannot be found or run.
  */
-export function spawnLeader(command: string[], options: SpawnOptions): Leader {
+export async function spawnLeader(command: string[], options: SpawnOptions): Promise<Leader> {
   const { setsid = setsidProgram(), stdoutFd, stdoutPath, ...rest } = options;
   if (!setsid) {
     if (stdoutFd !== undefined) {
@@ -114,7 +116,7 @@ export function spawnLeader(command: string[], options: SpawnOptions): Leader {
       : stdoutFd === undefined
       ? undefined
       : { fd: stdoutFd };
-    const child = posixSpawn([program, ...command.slice(1)], rest.env ?? {}, target);
+    const child = await posixSpawn([program, ...command.slice(1)], rest.env ?? {}, target);
     return { child, leading: Promise.resolve(), ownStdout: stdoutPath !== undefined };
   }
   // A path, never a bare name: busybox would run its own applet of that name instead.
@@ -178,15 +180,31 @@ async function becomesLeader(pid: number, timeoutMs = 5000): Promise<void> {
   }
 }
 
+/**
+ * Where a bare name was found on a PATH lately, reused for FOUND_MS: each directory searched
+ * before it is a failed stat, and a failed stat throws, at about 40 µs an error (`true` on
+ * Debian's PATH cost a no-op job three of them, a tenth of its launch).
+ */
+const onPath = new Map<string, { program: string; at: number }>();
+const FOUND_MS = 1000;
+const FOUND_MAX = 256;
+
 /** The program execvp() would run: a path as given, else the first match on PATH. */
 function resolveProgram(name: string, path: string): string {
   if (name.includes("/")) {
     requireExecutable(name);
     return name;
   }
+  const key = `${path}\0${name}`;
+  const now = Date.now();
+  const kept = onPath.get(key);
+  if (kept && now - kept.at < FOUND_MS) return kept.program;
   for (const dir of path.split(":")) {
     const full = `${dir || "."}/${name}`;
-    if (isExecutable(full)) return full;
+    if (!isExecutable(full)) continue;
+    if (onPath.size >= FOUND_MAX) onPath.clear();
+    onPath.set(key, { program: full, at: now });
+    return full;
   }
   throw new Deno.errors.NotFound(`Failed to spawn '${name}': not found on PATH`);
 }

@@ -17,7 +17,9 @@ import { LaunchPlanner, type Prepared } from "./launch_plan.ts";
 import {
   type RunContext,
   type Running,
-  spawnJob,
+  type Spawned,
+  spawnProcess,
+  startJob,
   type StopReason,
   superviseJob,
 } from "./job_run.ts";
@@ -64,6 +66,8 @@ export class Supervisor {
   /** Jobs not yet recorded as ended, including those whose slot was already freed. */
   #ending = new Set<Promise<void>>();
   #launching = 0;
+  /** Batches being spawned, not yet in #running. */
+  #spawning = new Set<Promise<void>>();
   #accepting = true;
   #launchLoop = false;
   #claiming = false;
@@ -179,6 +183,7 @@ export class Supervisor {
   /** Stops taking work and stops every running job, recording each as interrupted. */
   async shutdown(): Promise<void> {
     this.#accepting = false;
+    await Promise.all(this.#spawning);
     await Promise.all([...this.#running.keys()].map((id) => this.stop(id, "shutdown")));
     // Jobs whose process is gone but whose end is still on its way to the log.
     await Promise.all(this.#ending);
@@ -208,13 +213,27 @@ export class Supervisor {
       for (const job of jobs) failed(job, "spawn_failed", `the job could not start: ${why}`);
       return;
     }
-    // Checked right before spawning, with no await until every job is in #running:
-    // shutdown() stops every job in #running, so none may be spawned after it looked.
+    // Checked right before spawning; shutdown() waits for the spawns in progress to be in
+    // #running before it stops every job there, so none is spawned after it looked.
     if (!this.#accepting) return;
-    for (const prepared of ready) {
-      const r = spawnJob(this.#run, prepared);
-      const { job } = prepared;
-      if (!r) continue;
+    // The batch spawns together (each spawn waits on the pool for its child's exec), and the
+    // starts are sent once all are spawned, in claim order.
+    const spawning = Promise.all(ready.map((p) => spawnProcess(this.#run, p)))
+      .then((spawned) => this.#start(spawned));
+    this.#spawning.add(spawning);
+    try {
+      await spawning;
+    } finally {
+      this.#spawning.delete(spawning);
+    }
+  }
+
+  /** Sends spawned jobs' starts, in order, and supervises each until its end is recorded. */
+  #start(spawned: (Spawned | null)[]): void {
+    for (const s of spawned) {
+      if (!s) continue;
+      const r = startJob(this.#run, s);
+      const { job } = r;
       this.#running.set(job.job_id, r);
       this.#ending.add(r.done);
       let released = false;

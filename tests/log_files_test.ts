@@ -334,7 +334,7 @@ Deno.test("a job that never pauses leaves the thread to its timers", async () =>
     const lines = 2_000_000;
     const script =
       `import sys; sys.stdout.write("a line that never ends, or nearly\\n" * ${lines})`;
-    const { child } = spawnLeader(["/usr/bin/python3", "-c", script], {
+    const { child } = await spawnLeader(["/usr/bin/python3", "-c", script], {
       clearEnv: true,
       env: { PATH: "/usr/bin:/bin" },
       stdin: "null",
@@ -376,7 +376,7 @@ Deno.test("a spawn that fails later fails the spawn, not the thread", async () =
   await withFolder(async (folder) => {
     const capture = folder.open("huge");
     const huge = Array(64).fill("x".repeat(128 * 1024));
-    assert.throws(() =>
+    await assert.rejects(() =>
       spawnLeader(["/bin/true", ...huge], {
         clearEnv: true,
         env: {},
@@ -396,7 +396,7 @@ Deno.test("a job far ahead of the reader is stopped until the reader catches up"
     closeSync(openSync(`${dir}/.spool-test`, "w"));
     const capture = new LogCapture(dir, "ahead", ".spool-test", { max: 4 << 20, resume: 1 << 20 });
     // A real process group stands for the job: the pause is its SIGSTOP and SIGCONT.
-    const { child, leading } = spawnLeader(["sleep", "30"], {
+    const { child, leading } = await spawnLeader(["sleep", "30"], {
       clearEnv: true,
       env: { PATH: "/usr/bin:/bin" },
       stdin: "null",
@@ -522,7 +522,7 @@ Deno.test("a spool its job opened itself is emptied and reused once no process h
       "a job that wrote and ended: its spool is kept, empty, for the next job",
       async () => {
         const capture = folder.open("first");
-        const { child } = spawnLeader(["sh", "-c", "echo one; echo two"], {
+        const { child } = await spawnLeader(["sh", "-c", "echo one; echo two"], {
           clearEnv: true,
           env: { PATH: "/usr/bin:/bin" },
           stdin: "null",
@@ -548,7 +548,7 @@ Deno.test("a spool its job opened itself is emptied and reused once no process h
 
     await t.step("a spool a leftover process still holds is removed, not reused", async () => {
       const capture = folder.open("held");
-      const { child } = spawnLeader(["sleep", "30"], {
+      const { child } = await spawnLeader(["sleep", "30"], {
         clearEnv: true,
         env: { PATH: "/usr/bin:/bin" },
         stdin: "null",

@@ -304,7 +304,7 @@ Deno.test("recovery's scan finds a job's process caught in its exec", async (t) 
 
 Deno.test("a running job's leader is left out of sweeps, and its descendants are not", async () => {
   const id = `sweep-leader-${crypto.randomUUID()}`;
-  const { child } = spawnLeader(["sh", "-c", "sleep 30 & wait"], {
+  const { child } = await spawnLeader(["sh", "-c", "sleep 30 & wait"], {
     clearEnv: true,
     env: { PATH: "/usr/bin:/bin", TRAIN_JOB_ID: id },
     stdin: "null",

@@ -39,9 +39,9 @@ if (isStatic("/bin/busybox")) {
 }
 
 /** Spawns `command` the way under test; `stdout()` resolves to its first line of output. */
-function spawnWay(command: string[], setsid: SetsidProgram, toFile: boolean) {
+async function spawnWay(command: string[], setsid: SetsidProgram, toFile: boolean) {
   if (!toFile) {
-    const leader = spawnLeader(command, { ...OPTIONS, setsid });
+    const leader = await spawnLeader(command, { ...OPTIONS, setsid });
     const stdout = async () => {
       for await (const chunk of leader.child.stdout!) {
         return new TextDecoder().decode(chunk).split("\n")[0];
@@ -53,7 +53,7 @@ function spawnWay(command: string[], setsid: SetsidProgram, toFile: boolean) {
   const path = Deno.makeTempFileSync();
   const fd = openSync(path, "a");
   try {
-    const leader = spawnLeader(command, { ...OPTIONS, setsid, stdoutFd: fd });
+    const leader = await spawnLeader(command, { ...OPTIONS, setsid, stdoutFd: fd });
     const stdout = async () => {
       for (let i = 0; i < 500; i++) {
         const text = Deno.readTextFileSync(path);
@@ -82,7 +82,7 @@ for (const [way, setsid, { toFile }] of WAYS) {
     await t.step(
       "once leading, pgid and sid are the job's pid, and it runs the command",
       async () => {
-        const { child, leading, stdout, cleanup } = spawnWay(
+        const { child, leading, stdout, cleanup } = await spawnWay(
           ["sh", "-c", "echo $$; sleep 60"],
           setsid,
           toFile,
@@ -102,7 +102,7 @@ for (const [way, setsid, { toFile }] of WAYS) {
     );
 
     await t.step("a group signal sent as soon as it leads reaches the job", async () => {
-      const { child, leading, cleanup } = spawnWay(["sleep", "60"], setsid, toFile);
+      const { child, leading, cleanup } = await spawnWay(["sleep", "60"], setsid, toFile);
       await leading;
       assert.ok(signalGroup(child.pid, "SIGTERM"));
       const status = await child.status;
@@ -112,7 +112,11 @@ for (const [way, setsid, { toFile }] of WAYS) {
     });
 
     await t.step("its exit status and stderr are the job's own", async () => {
-      const { child, cleanup } = spawnWay(["sh", "-c", "echo oops >&2; exit 3"], setsid, toFile);
+      const { child, cleanup } = await spawnWay(
+        ["sh", "-c", "echo oops >&2; exit 3"],
+        setsid,
+        toFile,
+      );
       const [status, err] = await Promise.all([child.status, text(child.stderr)]);
       assert.equal(status.code, 3);
       assert.equal(status.success, false);
@@ -122,7 +126,7 @@ for (const [way, setsid, { toFile }] of WAYS) {
     });
 
     await t.step("a job killed by SIGABRT reports SIGABRT (not its alias SIGIOT)", async () => {
-      const { child, cleanup } = spawnWay(["sh", "-c", "kill -ABRT $$"], setsid, toFile);
+      const { child, cleanup } = await spawnWay(["sh", "-c", "kill -ABRT $$"], setsid, toFile);
       const [status] = await Promise.all([child.status, text(child.stderr)]);
       assert.equal(status.signal, "SIGABRT");
       assert.equal(status.code, 128 + 6);
@@ -134,7 +138,7 @@ for (const [way, setsid, { toFile }] of WAYS) {
       await Deno.writeTextFile(script, "echo no shebang >&2\nexit 4\n");
       await Deno.chmod(script, 0o755);
       try {
-        const { child, cleanup } = spawnWay([script], setsid, toFile);
+        const { child, cleanup } = await spawnWay([script], setsid, toFile);
         const [status, err] = await Promise.all([child.status, text(child.stderr)]);
         assert.equal(err, "no shebang\n");
         assert.equal(status.code, 4);
@@ -147,11 +151,11 @@ for (const [way, setsid, { toFile }] of WAYS) {
     await t.step("a program that is not there, or not executable, fails the spawn", async () => {
       const plain = await Deno.makeTempFile();
       const spawn = (command: string[]) => spawnWay(command, setsid, toFile);
-      assert.throws(() => spawn(["no-such-program-here"]), Deno.errors.NotFound);
-      assert.throws(() => spawn(["/no/such/program"]), Deno.errors.NotFound);
+      await assert.rejects(() => spawn(["no-such-program-here"]), Deno.errors.NotFound);
+      await assert.rejects(() => spawn(["/no/such/program"]), Deno.errors.NotFound);
       await Deno.chmod(plain, 0o644);
       try {
-        assert.throws(() => spawn([plain]), Deno.errors.PermissionDenied);
+        await assert.rejects(() => spawn([plain]), Deno.errors.PermissionDenied);
       } finally {
         await Deno.remove(plain);
       }
@@ -192,10 +196,10 @@ Deno.test("posix_spawn is preferred; without FFI, a static busybox, and only a s
 Deno.test("jobs waiting to end hold no thread the runtime's file work needs", async () => {
   // The runtime's blocking-thread pool has 32 threads an isolate: a blocking wait per job
   // would take them all, and a file read would wait for the jobs to end.
-  const jobs = Array.from({ length: 40 }, () => {
-    const { child } = spawnLeader(["sleep", "5"], { ...OPTIONS, setsid: "posix_spawn" });
+  const jobs = await Promise.all(Array.from({ length: 40 }, async () => {
+    const { child } = await spawnLeader(["sleep", "5"], { ...OPTIONS, setsid: "posix_spawn" });
     return { child, stdout: text(child.stdout!), stderr: text(child.stderr) };
-  });
+  }));
   try {
     await Deno.readTextFile("/proc/self/stat");
     // Read while every job still runs: none was reaped to free a thread for it.
@@ -204,5 +208,38 @@ Deno.test("jobs waiting to end hold no thread the runtime's file work needs", as
   } finally {
     for (const { child } of jobs) signalGroup(child.pid, "SIGKILL");
     await Promise.all(jobs.flatMap((j) => [j.child.status, j.stdout, j.stderr]));
+  }
+});
+
+Deno.test("posix_spawn gives each job's start time, even for a job that ends at once", async () => {
+  const startOf = (pid: number) => {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  };
+  // Still running: the time it gives is the kernel's own.
+  const running = await Promise.all(Array.from({ length: 30 }, async () => {
+    const { child } = await spawnLeader(["sleep", "5"], { ...OPTIONS, setsid: "posix_spawn" });
+    return { child, stdout: text(child.stdout!), stderr: text(child.stderr) };
+  }));
+  try {
+    for (const { child } of running) assert.equal(child.startTicks, startOf(child.pid));
+  } finally {
+    for (const { child } of running) signalGroup(child.pid, "SIGKILL");
+    await Promise.all(running.flatMap((j) => [j.child.status, j.stdout, j.stderr]));
+  }
+  // Ended and reaped before anyone could read /proc (a tenth of them did, before): each still
+  // has one, and within the moments around its spawn.
+  const bootTicks = () =>
+    Math.floor(Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]) * 100);
+  const before = bootTicks();
+  const quick = await Promise.all(Array.from({ length: 200 }, async () => {
+    const { child } = await spawnLeader(["true"], { ...OPTIONS, setsid: "posix_spawn" });
+    await Promise.all([child.status, text(child.stdout!), text(child.stderr)]);
+    return child.startTicks;
+  }));
+  const after = bootTicks();
+  for (const ticks of quick) {
+    assert.equal(typeof ticks, "number");
+    assert.ok(ticks! >= before - 1 && ticks! <= after + 1, `${ticks} in ${before}..${after}`);
   }
 });
