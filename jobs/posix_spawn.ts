@@ -9,6 +9,11 @@
  * spawn and 1,502 spawns a second, against 0.44 ms and 1,041 a second for node's `spawn` of
  * `busybox setsid -- /bin/true`, whose exec of busybox also cost the child about 0.5 ms.
  *
+ * The call itself runs on the runtime's blocking-thread pool: it returns only once the child
+ * has exec'd, and on the supervisor thread that wait was a quarter of its time (16 no-op jobs at
+ * a time). The pool's threads are started from the supervisor thread and share its niceness,
+ * which the child inherits until setNice.
+ *
  * The exit status comes from a pidfd and the pipes are read in non-blocking mode, all of them
  * waited for by one `poll` on one thread (fd_poller.ts). Nothing else in the process waits for
  * any child (tokio waits on its own pids only), so no status is taken from under it.

@@ -3,9 +3,9 @@
  *
  * The default is libc's posix_spawn with POSIX_SPAWN_SETSID, called through FFI
  * (posix_spawn.ts): the child runs setsid() before its exec, nothing else is exec'd, and the
- * parent's cost is a vfork-style clone. Where that is not available (no FFI permission, no
- * glibc), a `setsid` program is spawned with the runtime's fast path, which calls setsid() and
- * execs the job in place (same pid).
+ * parent's cost is a vfork-style clone, on a thread of the runtime's pool. Where that is not
+ * available (no FFI permission, no glibc), a `setsid` program is spawned with the runtime's
+ * fast path, which calls setsid() and execs the job in place (same pid).
  *
  * `Deno.Command` with `detached: true` runs setsid() in a pre-exec hook, which makes the
  * runtime fork() the whole server (copying its page tables) instead of using posix_spawn:

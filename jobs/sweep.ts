@@ -150,7 +150,7 @@ function carriers(
   const found = new Map<string, number[]>();
   const unsure: number[] = [];
   for (const [pid, ticks] of listProcesses()) {
-    if ((since !== null && ticks < since) || leaders.has(pid)) continue;
+    if (since !== null && ticks < since) continue;
     const environ = proc.environ(pid);
     if (environ === "") afterEmpty(pid, ids, found, unsure);
     else carrier(pid, environ, ids, found);
@@ -227,6 +227,8 @@ function listProcesses(): Map<number, number> {
   const previous = trusted ? known : new Map<number, number>();
   const seen = new Map<number, number>();
   for (const pid of proc.pids()) {
+    // A running job's leader is not read at all (see carriers); reaped, it is gone.
+    if (leaders.has(pid)) continue;
     const ticks = rememberedTicks(pid, previous, knownLastPid, lastPid) ?? proc.stat(pid)?.ticks;
     if (ticks !== undefined) seen.set(pid, ticks);
   }
