@@ -17,7 +17,6 @@ import {
   type StopSignal,
   waitGroupGone,
 } from "./process.ts";
-import { trackLeader } from "./sweep.ts";
 import type { WorkerPort } from "./worker_port.ts";
 import type { TrainingSpec } from "../models/spec.ts";
 import { removeJobFiles, settleModel, settlesWithin, stderrTail } from "./job_end.ts";
@@ -101,7 +100,6 @@ export async function spawnProcess(ctx: RunContext, prepared: Prepared): Promise
     return null;
   }
   const { child } = leader;
-  trackLeader(child.pid, child.status);
   const nice = opts.nice ?? 0;
   if (nice) setNice(child.pid, nice, (m) => opts.log?.(m));
   let ended = false;

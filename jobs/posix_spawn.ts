@@ -11,8 +11,8 @@
  *
  * The call itself runs on the runtime's blocking-thread pool: it returns only once the child
  * has exec'd, and on the supervisor thread that wait was a quarter of its time (16 no-op jobs at
- * a time). The pool's threads are started from the supervisor thread and share its niceness,
- * which the child inherits until setNice.
+ * a time). The child starts at the niceness of the pool thread that ran the call (the pool is
+ * shared: the server's own or the supervisor thread's), until setNice lowers it just after.
  *
  * The exit status comes from a pidfd and the pipes are read in non-blocking mode, all of them
  * waited for by one `poll` on one thread (fd_poller.ts). Nothing else in the process waits for

@@ -22,6 +22,7 @@ import { spawn as spawnNode } from "node:child_process";
 import { constants } from "node:os";
 import { live, proc } from "./procfs.ts";
 import { posixSpawn, posixSpawnAvailable } from "./posix_spawn.ts";
+import { spawningLeader, trackLeader } from "./sweep.ts";
 
 /** execvp()'s search path when the environment has no PATH. */
 const DEFAULT_PATH = "/usr/bin:/bin";
@@ -89,7 +90,8 @@ export type SpawnOptions = Omit<Deno.CommandOptions, "args" | "detached" | "cwd"
 };
 
 /**
- * Spawns `command` in a new session whose process group is led by the child (pgid = pid).
+ * Spawns `command` in a new session whose process group is led by the child (pgid = pid). The
+ * stray sweep leaves the leader out until it is reaped (trackLeader).
  * Throws as `Deno.Command` does when the program cannot be found or run.
  */
 export async function spawnLeader(command: string[], options: SpawnOptions): Promise<Leader> {
@@ -105,6 +107,7 @@ export async function spawnLeader(command: string[], options: SpawnOptions): Pro
       detached: true,
     })
       .spawn();
+    trackLeader(child.pid, child.status);
     return { child, leading: Promise.resolve(), ownStdout: false };
   }
   // Found here, so that a missing program fails the spawn (spawn_failed), not the job.
@@ -116,7 +119,13 @@ export async function spawnLeader(command: string[], options: SpawnOptions): Pro
       : stdoutFd === undefined
       ? undefined
       : { fd: stdoutFd };
-    const child = await posixSpawn([program, ...command.slice(1)], rest.env ?? {}, target);
+    const spawned = posixSpawn([program, ...command.slice(1)], rest.env ?? {}, target)
+      .then((child) => {
+        trackLeader(child.pid, child.status);
+        return child;
+      });
+    spawningLeader(spawned);
+    const child = await spawned;
     return { child, leading: Promise.resolve(), ownStdout: stdoutPath !== undefined };
   }
   // A path, never a bare name: busybox would run its own applet of that name instead.
@@ -124,6 +133,7 @@ export async function spawnLeader(command: string[], options: SpawnOptions): Pro
   const child = stdoutFd === undefined
     ? new Deno.Command(argv[0], { ...rest, stdout: "piped", args: argv.slice(1) }).spawn()
     : spawnToFile(argv, rest.env ?? {}, stdoutFd);
+  trackLeader(child.pid, child.status);
   let leading: Promise<void> | null = null;
   return {
     child,

@@ -5,7 +5,7 @@
  * then SIGKILL after the grace period.
  */
 import type { JobState } from "./state.ts";
-import { stopGroup } from "./process.ts";
+import { signalGroup, stopGroup } from "./process.ts";
 import type { WorkerPort } from "./worker_port.ts";
 import type { FailureReason } from "./events.ts";
 import type { Registry } from "../models/registry.ts";
@@ -232,7 +232,15 @@ export class Supervisor {
   #start(spawned: (Spawned | null)[]): void {
     for (const s of spawned) {
       if (!s) continue;
-      const r = startJob(this.#run, s);
+      let r: Running;
+      try {
+        r = startJob(this.#run, s);
+      } catch (e) {
+        // Never expected; the rest of the batch still starts, and this one does not run on
+        // unsupervised: its group is killed and the job recorded as failed.
+        this.#notStarted(s, e);
+        continue;
+      }
       const { job } = r;
       this.#running.set(job.job_id, r);
       this.#ending.add(r.done);
@@ -250,6 +258,16 @@ export class Supervisor {
         r.finish();
       });
     }
+  }
+
+  /** A spawned job whose start could not be sent: killed, and failed in the log. */
+  #notStarted({ prepared: { job }, leader, capture }: Spawned, e: unknown): void {
+    const why = `could not start supervising it: ${e instanceof Error ? e.message : e}`;
+    this.opts.log?.(`job ${job.job_id}: ${why}`);
+    signalGroup(leader.child.pid, "SIGKILL");
+    capture?.close();
+    void this.port.fail(job.job_id, "spawn_failed", why)
+      .catch((e) => this.opts.log?.(`job ${job.job_id}: could not record that (${e})`));
   }
 
   /** The log folder, with as many spare spools as jobs that can start at once (up to 16). */

@@ -33,8 +33,9 @@ channel.addEventListener("message", async (event) => {
     const o = message.init;
     // Half-way between the API and the jobs (JOB_NICE): under a burst of launches the API
     // answers first (measured: accepts 15-25 % faster with 16 no-op jobs at a time on 2 cores),
-    // training still yields to this thread reading its output, and a job starts at this
-    // niceness (inherited at its spawn) before it is lowered the rest of the way.
+    // and training still yields to this thread reading its output. (A job is spawned on the
+    // runtime's shared thread pool, and starts at that thread's niceness, this one's or the
+    // server's, for the moment before setNice lowers it.)
     niceThisThread(Math.floor(o.nice / 2), (m) => console.log(`[trainer] ${m}`));
     supervisor = new Supervisor(port, {
       registry: await loadRegistry(o.registryPath),

@@ -85,6 +85,20 @@ export function trackLeader(pid: number, status: Promise<unknown>): void {
   const reaped = () => leaders.delete(pid);
   status.then(reaped, reaped);
 }
+/**
+ * Leaders being spawned on the pool: each is listed by /proc before its spawn has returned to
+ * trackLeader, and reading it then (often mid-exec, its environment unreadable and the read
+ * throwing) was most of what a pass read with 16 no-op jobs at a time. A pass waits for the
+ * spawns in progress first, well under a millisecond.
+ */
+const spawning = new Set<Promise<unknown>>();
+
+/** Registers a leader's spawn in progress; `spawned` settles once its leader is tracked. */
+export function spawningLeader(spawned: Promise<unknown>): void {
+  spawning.add(spawned);
+  const done = () => spawning.delete(spawned);
+  spawned.then(done, done);
+}
 let sweeping: Promise<void> | null = null;
 
 async function sweep(): Promise<void> {
@@ -101,6 +115,7 @@ async function sweep(): Promise<void> {
 async function pass(): Promise<void> {
   // One macrotask lets the jobs ending together join this pass.
   await new Promise((r) => setTimeout(r, 0));
+  if (spawning.size) await Promise.allSettled([...spawning]);
   // The pass answers the requests made before it started; later ones wait for the next.
   const batch = [...sweeps].map(([id, waiting]) => [id, [...waiting]] as const);
   const ids = new Set(sweeps.keys());
