@@ -107,12 +107,23 @@ export class FdPoller {
 
 /** A pipe's bytes until its end (every writer closed it); the pipe is closed after. */
 export async function* pipeChunks(poller: FdPoller, fd: number): AsyncGenerator<Uint8Array> {
+  const { libc } = poller;
   try {
     poller.nonBlocking(fd);
     let buffer: Uint8Array | null = null;
+    // The first read after a wake-up is a plain call, which returns at once on this
+    // non-blocking pipe: a job that has written nothing yet, or has ended, costs no trip
+    // through the pool (two a no-op job, most of its reads). A read that follows data goes
+    // through the pool, so that a pipe that always has data yields between its chunks.
+    let woken = true;
     for (let idle = 0;;) {
       buffer ??= new Uint8Array(CHUNK);
-      const n = Number(await poller.libc.read_async(fd, buffer, BigInt(CHUNK)));
+      const n = Number(
+        woken
+          ? libc.read(fd, buffer, BigInt(CHUNK))
+          : await libc.read_async(fd, buffer, BigInt(CHUNK)),
+      );
+      woken = false;
       if (n === 0) return;
       if (n > 0) {
         idle = 0;
@@ -124,6 +135,7 @@ export async function* pipeChunks(poller: FdPoller, fd: number): AsyncGenerator<
       // EAGAIN (nothing yet) or EINTR: wait until there is something.
       if (++idle > RETRIES) throw new Error("reading a job's pipe keeps failing");
       await poller.readable(fd);
+      woken = true;
     }
   } finally {
     poller.close(fd);

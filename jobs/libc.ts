@@ -1,8 +1,8 @@
 /**
  * The C library's calls the job launcher makes through Deno's FFI (posix_spawn.ts and
- * fd_poller.ts), loaded once. Only `poll` waits on the runtime's blocking-thread pool
- * (`nonblocking`); `read_async` passes through it without waiting (pipes are read in
- * non-blocking mode), and every other call returns at once.
+ * fd_poller.ts), loaded once. `poll`, and `posix_spawn` until its child has exec'd, wait on
+ * the runtime's blocking-thread pool (`nonblocking`); `read_async` passes through it without
+ * waiting (pipes are read in non-blocking mode), and every other call returns at once.
  * That pool has 32 threads per isolate, shared with file and DNS work: a blocking `waitpid` and
  * `read` per job held two of them for each job's whole run, and 16 jobs took all 32.
  */
