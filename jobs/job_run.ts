@@ -10,7 +10,6 @@ import {
   AUTOGROUPS,
   groupAlive,
   killJobProcesses,
-  readStartTicks,
   setAutogroupNice,
   setNice,
   signalGroup,
@@ -70,8 +69,6 @@ export interface Spawned {
   leader: Leader;
   capture: LogCapture | null;
   launchedAt: number;
-  /** Its process has ended already (only tracked where its autogroup's niceness is set). */
-  ended: () => boolean;
 }
 
 /** Spawns one job's process; null when it could not spawn (recorded as failed). */
@@ -102,9 +99,7 @@ export async function spawnProcess(ctx: RunContext, prepared: Prepared): Promise
   const { child } = leader;
   const nice = opts.nice ?? 0;
   if (nice) setNice(child.pid, nice, (m) => opts.log?.(m));
-  let ended = false;
-  if (nice && AUTOGROUPS) child.status.then(() => ended = true, () => {});
-  return { prepared, leader, capture, launchedAt, ended: () => ended };
+  return { prepared, leader, capture, launchedAt };
 }
 
 /** Sends a spawned job's start without waiting, and starts reading its output. */
@@ -119,7 +114,10 @@ export function startJob(ctx: RunContext, spawned: Spawned): Running {
   );
   const nice = opts.nice ?? 0;
   const log = (m: string) => opts.log?.(m);
-  const startTicks = child.startTicks !== undefined ? child.startTicks : readStartTicks(child.pid);
+  // Settled by the time its start is recorded, if the job ended already (a round trip later).
+  let ended = false;
+  if (nice && AUTOGROUPS) child.status.then(() => ended = true, () => {});
+  const { startTicks } = child;
   const recorded = port.started(job.job_id, {
     pid: child.pid,
     pgid: child.pid,
@@ -137,7 +135,7 @@ export function startJob(ctx: RunContext, spawned: Spawned): Running {
     // Its own autogroup exists once its setsid() ran (see AUTOGROUPS), which it usually has
     // by the time its start is recorded; a job that ended at once needs nothing. Polling each
     // job from its spawn instead cost the supervisor thread 0.15 ms a job (no-op jobs).
-    else if (nice && AUTOGROUPS && !spawned.ended()) {
+    else if (nice && AUTOGROUPS && !ended) {
       void leader.leading.then(() => setAutogroupNice(child.pid, nice, log));
     }
   });

@@ -21,7 +21,7 @@
 import type { JobChild } from "./spawn.ts";
 import { type Libc, libc as loadLibc } from "./libc.ts";
 import { exitStatus, FdPoller, pipeChunks } from "./fd_poller.ts";
-import { proc } from "./procfs.ts";
+import { readStartTicks } from "./process.ts";
 
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
@@ -180,9 +180,7 @@ export async function posixSpawn(
   // /proc entry is gone (a tenth of no-op jobs had no start time, and each of their sweeps
   // then read every process on the machine). The clock brackets the clone, where the kernel
   // takes the start time; only a bracket across a tick's edge needs /proc.
-  const startTicks = before !== null && before === after
-    ? before
-    : proc.stat(pid[0])?.ticks ?? null;
+  const startTicks = before !== null && before === after ? before : readStartTicks(pid[0]);
   return {
     pid: pid[0],
     startTicks,

@@ -23,6 +23,7 @@ import { constants } from "node:os";
 import { live, proc } from "./procfs.ts";
 import { posixSpawn, posixSpawnAvailable } from "./posix_spawn.ts";
 import { spawningLeader, trackLeader } from "./sweep.ts";
+import { readStartTicks } from "./process.ts";
 
 /** execvp()'s search path when the environment has no PATH. */
 const DEFAULT_PATH = "/usr/bin:/bin";
@@ -67,8 +68,11 @@ export interface Leader {
 /** A spawned job's process: `stdout` is null when it writes to a file. */
 export interface JobChild {
   readonly pid: number;
-  /** Its kernel start time (clock ticks since boot), when the launcher took it; null: unknown. */
-  readonly startTicks?: number | null;
+  /**
+   * Its kernel start time (clock ticks since boot), taken at the spawn, before anything can
+   * reap it; null when it was gone already.
+   */
+  readonly startTicks: number | null;
   readonly status: Promise<Deno.CommandStatus>;
   readonly stdout: AsyncIterable<Uint8Array> | null;
   readonly stderr: AsyncIterable<Uint8Array>;
@@ -100,13 +104,14 @@ export async function spawnLeader(command: string[], options: SpawnOptions): Pro
     if (stdoutFd !== undefined) {
       throw new Error("a job's stdout goes to a file only through setsid");
     }
-    const child = new Deno.Command(command[0], {
-      ...rest,
-      stdout: "piped",
-      args: command.slice(1),
-      detached: true,
-    })
-      .spawn();
+    const child = withStartTicks(
+      new Deno.Command(command[0], {
+        ...rest,
+        stdout: "piped",
+        args: command.slice(1),
+        detached: true,
+      }).spawn(),
+    );
     trackLeader(child.pid, child.status);
     return { child, leading: Promise.resolve(), ownStdout: false };
   }
@@ -131,7 +136,9 @@ export async function spawnLeader(command: string[], options: SpawnOptions): Pro
   // A path, never a bare name: busybox would run its own applet of that name instead.
   const argv = [...setsid, "--", program, ...command.slice(1)];
   const child = stdoutFd === undefined
-    ? new Deno.Command(argv[0], { ...rest, stdout: "piped", args: argv.slice(1) }).spawn()
+    ? withStartTicks(
+      new Deno.Command(argv[0], { ...rest, stdout: "piped", args: argv.slice(1) }).spawn(),
+    )
     : spawnToFile(argv, rest.env ?? {}, stdoutFd);
   trackLeader(child.pid, child.status);
   let leading: Promise<void> | null = null;
@@ -171,7 +178,24 @@ function spawnToFile(argv: string[], env: Record<string, string>, fd: number): J
     });
     child.once("error", failed);
   });
-  return { pid: child.pid, status, stdout: null, stderr: child.stderr };
+  return {
+    pid: child.pid,
+    startTicks: readStartTicks(child.pid),
+    status,
+    stdout: null,
+    stderr: child.stderr,
+  };
+}
+
+/** A `Deno.Command` child with its start time, read at once (the runtime reaps it later). */
+function withStartTicks(child: Deno.ChildProcess): JobChild {
+  return {
+    pid: child.pid,
+    startTicks: readStartTicks(child.pid),
+    status: child.status,
+    stdout: child.stdout,
+    stderr: child.stderr,
+  };
 }
 
 /**
